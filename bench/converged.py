@@ -85,6 +85,18 @@ def ensure_cf_agent():
     return cf
 
 
+def running_daemons(names):
+    """Names of running processes among names (read from /proc, no ps needed)."""
+    found = set()
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                found.add(Path(f"/proc/{pid}/comm").read_text().strip())
+            except OSError:
+                pass
+    return sorted(found & set(names))
+
+
 def salt_venv_ok(venv):
     salt_call = venv / "bin" / "salt-call"
     if not salt_call.exists():
@@ -239,7 +251,7 @@ class Workload:
             assert not any(c in text for c in '$@\\"'), text
             return f'"{text}"'
         out = ['body common control', '{', '  bundlesequence => { "main" };', '}', '',
-               'body perms m(mode)', '{', '  mode => "$(mode)";', '}', '',
+               'body perms m(mode)', '{', '  mode => "$(mode)";', '  rxdirs => "false";', '}', '',
                'bundle agent main', '{', '  files:']
         for _, path, content, mode in self.files:
             out += [f'    {s(str(path))}', '      create => "true",',
@@ -585,6 +597,10 @@ def main():
     for name, v in versions:
         log(f"{name}: {v}")
     notes = []
+    daemons = running_daemons(["cf-execd", "cf-serverd", "cf-monitord", "salt-minion"])
+    if daemons:
+        notes.append(f"WARNING: background daemons running during the benchmark: {daemons}")
+        log(notes[-1])
     if venv_secs is not None:
         notes.append(f"salt venv created this run in {venv_secs:.0f} s")
 
