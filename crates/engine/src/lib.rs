@@ -21,7 +21,10 @@ pub struct Millis(pub u64);
 
 impl Millis {
     pub fn plus(self, d: Duration) -> Millis {
-        Millis(self.0.saturating_add(d.as_millis().min(u64::MAX as u128) as u64))
+        Millis(
+            self.0
+                .saturating_add(d.as_millis().min(u64::MAX as u128) as u64),
+        )
     }
 
     pub fn since(self, earlier: Millis) -> Duration {
@@ -58,7 +61,10 @@ pub struct Policy {
 
 impl Default for Policy {
     fn default() -> Policy {
-        Policy { retry_delay: Duration::from_secs(2), keep_going: false }
+        Policy {
+            retry_delay: Duration::from_secs(2),
+            keep_going: false,
+        }
     }
 }
 
@@ -108,7 +114,10 @@ pub enum Action {
     /// Run step `index` (attempt 1, 2, …), then call [`Round::finish`].
     Run { index: usize, attempt: u32 },
     /// Step `index` waits: call [`Round::release`] when released, or `next` again at `deadline`.
-    Wait { index: usize, deadline: Option<Millis> },
+    Wait {
+        index: usize,
+        deadline: Option<Millis>,
+    },
     /// Nothing to do before `until` (a retry delay); then call `next` again.
     Sleep { until: Millis },
     /// The round is over.
@@ -138,11 +147,18 @@ enum Phase {
     /// Ready to look at step `cursor`.
     Ready,
     /// Step `cursor` is running its `attempt`.
-    Running { attempt: u32 },
+    Running {
+        attempt: u32,
+    },
     /// Step `cursor` failed attempt `attempt - 1`; run `attempt` at `until`.
-    Delay { attempt: u32, until: Millis },
+    Delay {
+        attempt: u32,
+        until: Millis,
+    },
     /// Step `cursor` (a wait) started waiting at `since`.
-    Waiting { since: Millis },
+    Waiting {
+        since: Millis,
+    },
     Finished(RoundResult),
 }
 
@@ -160,8 +176,22 @@ pub struct Round {
 
 impl Round {
     pub fn new(steps: Vec<Step>, policy: Policy) -> Round {
-        let records = vec![Record { status: Status::NotRun, attempts: 0 }; steps.len()];
-        Round { steps, policy, cursor: 0, phase: Phase::Ready, records, released: BTreeSet::new(), failed: false }
+        let records = vec![
+            Record {
+                status: Status::NotRun,
+                attempts: 0
+            };
+            steps.len()
+        ];
+        Round {
+            steps,
+            policy,
+            cursor: 0,
+            phase: Phase::Ready,
+            records,
+            released: BTreeSet::new(),
+            failed: false,
+        }
     }
 
     /// What to do at `now`.
@@ -169,7 +199,12 @@ impl Round {
         loop {
             match self.phase {
                 Phase::Finished(result) => return Action::Finished(result),
-                Phase::Running { attempt } => return Action::Run { index: self.cursor, attempt },
+                Phase::Running { attempt } => {
+                    return Action::Run {
+                        index: self.cursor,
+                        attempt,
+                    }
+                }
                 Phase::Delay { attempt, until } => {
                     if now < until {
                         return Action::Sleep { until };
@@ -177,7 +212,11 @@ impl Round {
                     self.phase = Phase::Running { attempt };
                 }
                 Phase::Waiting { since } => {
-                    let Step { kind: StepKind::Wait { timeout }, .. } = self.steps[self.cursor] else {
+                    let Step {
+                        kind: StepKind::Wait { timeout },
+                        ..
+                    } = self.steps[self.cursor]
+                    else {
                         unreachable!("only wait steps enter Waiting");
                     };
                     if self.released.contains(&self.cursor) {
@@ -187,12 +226,21 @@ impl Round {
                     let deadline = timeout.map(|t| since.plus(t));
                     match deadline {
                         Some(deadline) if now >= deadline => self.record(Status::Failed, 0),
-                        _ => return Action::Wait { index: self.cursor, deadline },
+                        _ => {
+                            return Action::Wait {
+                                index: self.cursor,
+                                deadline,
+                            }
+                        }
                     }
                 }
                 Phase::Ready => {
                     let Some(step) = self.steps.get(self.cursor) else {
-                        let result = if self.failed { RoundResult::Failed } else { RoundResult::Succeeded };
+                        let result = if self.failed {
+                            RoundResult::Failed
+                        } else {
+                            RoundResult::Succeeded
+                        };
                         self.phase = Phase::Finished(result);
                         continue;
                     };
@@ -208,7 +256,9 @@ impl Round {
 
     /// The result of the attempt of step `index` that [`Action::Run`] asked for.
     pub fn finish(&mut self, index: usize, outcome: Outcome, now: Millis) {
-        let Phase::Running { attempt } = self.phase else { return };
+        let Phase::Running { attempt } = self.phase else {
+            return;
+        };
         if index != self.cursor {
             return;
         }
@@ -217,7 +267,10 @@ impl Round {
             Outcome::Changed => self.record(Status::Changed, attempt),
             Outcome::Failed if attempt <= self.steps[index].retries => {
                 let delay = retry_delay(self.policy.retry_delay, attempt);
-                self.phase = Phase::Delay { attempt: attempt + 1, until: now.plus(delay) };
+                self.phase = Phase::Delay {
+                    attempt: attempt + 1,
+                    until: now.plus(delay),
+                };
             }
             Outcome::Failed => self.record(Status::Failed, attempt),
         }
@@ -234,9 +287,17 @@ impl Round {
         match self.phase {
             Phase::Finished(_) => return,
             Phase::Running { attempt } | Phase::Delay { attempt, .. } => {
-                self.records[self.cursor] = Record { status: Status::Interrupted, attempts: attempt };
+                self.records[self.cursor] = Record {
+                    status: Status::Interrupted,
+                    attempts: attempt,
+                };
             }
-            Phase::Waiting { .. } => self.records[self.cursor] = Record { status: Status::Interrupted, attempts: 0 },
+            Phase::Waiting { .. } => {
+                self.records[self.cursor] = Record {
+                    status: Status::Interrupted,
+                    attempts: 0,
+                }
+            }
             Phase::Ready => {}
         }
         self.phase = Phase::Finished(RoundResult::Interrupted);

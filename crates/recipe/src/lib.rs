@@ -52,7 +52,11 @@ pub struct State {
 
 impl State {
     pub fn state_ref(&self) -> StateRef {
-        StateRef { number: self.number, id: Some(self.id.clone()), module: Some(self.module.clone()) }
+        StateRef {
+            number: self.number,
+            id: Some(self.id.clone()),
+            module: Some(self.module.clone()),
+        }
     }
 }
 
@@ -79,6 +83,33 @@ impl RecipeError {
 
 /// Parses a recipe file's text (YAML, or JSON, which YAML contains).
 pub fn parse_str(text: &str) -> Result<Recipe, RecipeError> {
+    let (recipe, diagnostics) = parse_lenient(text);
+    finish(recipe, diagnostics)
+}
+
+/// For validation only: reads what can be read, so that the states crate can check the
+/// parameters of every readable state even when others are broken. The recipe holds the states
+/// whose id and module are usable; it must not run unless `diagnostics` has no error.
+pub fn parse_lenient(text: &str) -> (Recipe, Vec<Diagnostic>) {
+    match parse_root(text) {
+        Ok(root) => {
+            let mut reader = Reader::default();
+            let recipe = reader.read_document(&root);
+            (recipe, reader.diagnostics)
+        }
+        Err(e) => (
+            Recipe {
+                version: None,
+                retries: None,
+                states: Vec::new(),
+                warnings: Vec::new(),
+            },
+            e.diagnostics,
+        ),
+    }
+}
+
+fn parse_root(text: &str) -> Result<Node, RecipeError> {
     let root = match node::parse_yaml(text) {
         Ok(root) => root,
         Err(yaml_error) => match serde_json::from_str::<serde_json::Value>(text) {
@@ -89,11 +120,13 @@ pub fn parse_str(text: &str) -> Result<Recipe, RecipeError> {
                 let d = Diagnostic::error(Kind::Syntax, format!("cannot parse the recipe: {}", yaml_error.message))
                     .at(yaml_error.pos)
                     .with_hint("a recipe is YAML or JSON; check the brackets, quotes and indentation near this line");
-                return Err(RecipeError { diagnostics: vec![d] });
+                return Err(RecipeError {
+                    diagnostics: vec![d],
+                });
             }
         },
     };
-    from_node(&root)
+    Ok(root)
 }
 
 /// Reads a recipe that arrived as JSON (the wire form of `RecipeMetadata`).
@@ -105,15 +138,34 @@ pub fn from_json(value: &serde_json::Value) -> Result<Recipe, RecipeError> {
 pub fn from_node(root: &Node) -> Result<Recipe, RecipeError> {
     let mut reader = Reader::default();
     let recipe = reader.read_document(root);
-    let mut diagnostics = reader.diagnostics;
-    if diagnostics.iter().any(Diagnostic::is_error) {
-        diagnostics.sort_by_key(|d| (d.severity == Severity::Warning, d.state.as_ref().map(|s| s.number).unwrap_or(0)));
-        return Err(RecipeError { diagnostics });
-    }
-    Ok(Recipe { warnings: diagnostics, ..recipe })
+    finish(recipe, reader.diagnostics)
 }
 
-const STATE_KEYS: &[&str] = &["id", "stateid", "module", "parameter", "retries", "timeout", "sensitive"];
+fn finish(recipe: Recipe, mut diagnostics: Vec<Diagnostic>) -> Result<Recipe, RecipeError> {
+    if diagnostics.iter().any(Diagnostic::is_error) {
+        diagnostics.sort_by_key(|d| {
+            (
+                d.severity == Severity::Warning,
+                d.state.as_ref().map(|s| s.number).unwrap_or(0),
+            )
+        });
+        return Err(RecipeError { diagnostics });
+    }
+    Ok(Recipe {
+        warnings: diagnostics,
+        ..recipe
+    })
+}
+
+const STATE_KEYS: &[&str] = &[
+    "id",
+    "stateid",
+    "module",
+    "parameter",
+    "retries",
+    "timeout",
+    "sensitive",
+];
 
 #[derive(Default)]
 struct Reader {
@@ -126,7 +178,12 @@ impl Reader {
     }
 
     fn read_document(&mut self, root: &Node) -> Recipe {
-        let mut recipe = Recipe { version: None, retries: None, states: Vec::new(), warnings: Vec::new() };
+        let mut recipe = Recipe {
+            version: None,
+            retries: None,
+            states: Vec::new(),
+            warnings: Vec::new(),
+        };
         let shape_hint = "a recipe is a mapping with `version:` and `states:` (YAML), `recipe_version` and `state` (wire form), or `component` (IDE export)";
         match &root.value {
             Value::Map(_) => {}
@@ -136,32 +193,51 @@ impl Reader {
                 return recipe;
             }
             _ => {
-                self.error(Diagnostic::error(Kind::Shape, format!("expected a recipe mapping, found {}", root.kind())).at(root.pos).with_hint(shape_hint));
+                self.error(
+                    Diagnostic::error(
+                        Kind::Shape,
+                        format!("expected a recipe mapping, found {}", root.kind()),
+                    )
+                    .at(root.pos)
+                    .with_hint(shape_hint),
+                );
                 return recipe;
             }
         }
-        recipe.version = self.read_version(root.get("recipe_version").or_else(|| root.get("version")));
+        recipe.version =
+            self.read_version(root.get("recipe_version").or_else(|| root.get("version")));
         if let Some(node) = root.get("retries") {
             recipe.retries = self.read_u32(node, "retries", None);
         }
         if let Some(components) = root.get("component") {
             let Some(entries) = components.as_map() else {
-                self.error(Diagnostic::error(Kind::Shape, format!("`component` must be a mapping of component names, found {}", components.kind())).at(components.pos));
+                self.error(
+                    Diagnostic::error(
+                        Kind::Shape,
+                        format!(
+                            "`component` must be a mapping of component names, found {}",
+                            components.kind()
+                        ),
+                    )
+                    .at(components.pos),
+                );
                 return recipe;
             };
             for entry in entries {
-                match entry.value.get("state") {
-                    Some(states) => {
-                        let offset = recipe.states.len();
-                        recipe.states.extend(self.read_states(states, offset));
-                    }
-                    None => {} // A component without states (a plain resource) is not our business.
+                // A component without states (a plain resource) is not our business.
+                if let Some(states) = entry.value.get("state") {
+                    let offset = recipe.states.len();
+                    recipe.states.extend(self.read_states(states, offset));
                 }
             }
         } else if let Some(states) = root.get("states").or_else(|| root.get("state")) {
             recipe.states = self.read_states(states, 0);
         } else if root.get("recipe_version").is_none() {
-            self.error(Diagnostic::error(Kind::Shape, "the recipe has no `states` list").at(root.pos).with_hint(shape_hint));
+            self.error(
+                Diagnostic::error(Kind::Shape, "the recipe has no `states` list")
+                    .at(root.pos)
+                    .with_hint(shape_hint),
+            );
         }
         self.check_unique_ids(&recipe.states);
         recipe
@@ -172,20 +248,40 @@ impl Reader {
         if matches!(node.value, Value::Null) {
             return None;
         }
-        match node.scalar_text().and_then(|t| t.trim().parse::<u64>().ok()) {
+        match node
+            .scalar_text()
+            .and_then(|t| t.trim().parse::<u64>().ok())
+        {
             Some(v) => Some(v),
             None => {
-                self.error(Diagnostic::error(Kind::WrongType, format!("the recipe version must be a whole number, found {}", node.kind())).at(node.pos).with_hint("write e.g. `version: 3`"));
+                self.error(
+                    Diagnostic::error(
+                        Kind::WrongType,
+                        format!(
+                            "the recipe version must be a whole number, found {}",
+                            node.kind()
+                        ),
+                    )
+                    .at(node.pos)
+                    .with_hint("write e.g. `version: 3`"),
+                );
                 None
             }
         }
     }
 
     fn read_u32(&mut self, node: &Node, what: &str, state: Option<StateRef>) -> Option<u32> {
-        match node.scalar_text().and_then(|t| t.trim().parse::<u32>().ok()) {
+        match node
+            .scalar_text()
+            .and_then(|t| t.trim().parse::<u32>().ok())
+        {
             Some(v) => Some(v),
             None => {
-                let mut d = Diagnostic::error(Kind::WrongType, format!("`{what}` must be a whole number, found {}", node.kind())).at(node.pos);
+                let mut d = Diagnostic::error(
+                    Kind::WrongType,
+                    format!("`{what}` must be a whole number, found {}", node.kind()),
+                )
+                .at(node.pos);
                 d.state = state;
                 self.error(d);
                 None
@@ -196,7 +292,13 @@ impl Reader {
     fn read_states(&mut self, list: &Node, offset: usize) -> Vec<State> {
         let Value::Seq(items) = &list.value else {
             if !matches!(list.value, Value::Null) {
-                self.error(Diagnostic::error(Kind::Shape, format!("the states must be a list, found {}", list.kind())).at(list.pos));
+                self.error(
+                    Diagnostic::error(
+                        Kind::Shape,
+                        format!("the states must be a list, found {}", list.kind()),
+                    )
+                    .at(list.pos),
+                );
             }
             return Vec::new();
         };
@@ -210,26 +312,61 @@ impl Reader {
     }
 
     fn read_state(&mut self, item: &Node, number: usize) -> Option<State> {
-        let mut sref = StateRef { number, id: None, module: None };
+        let mut sref = StateRef {
+            number,
+            id: None,
+            module: None,
+        };
         let Some(entries) = item.as_map() else {
-            self.error(Diagnostic::error(Kind::Shape, format!("a state must be a mapping with `id`, `module` and `parameter`, found {}", item.kind())).state(sref).at(item.pos));
+            self.error(
+                Diagnostic::error(
+                    Kind::Shape,
+                    format!(
+                        "a state must be a mapping with `id`, `module` and `parameter`, found {}",
+                        item.kind()
+                    ),
+                )
+                .state(sref)
+                .at(item.pos),
+            );
             return None;
         };
-        let id = item.get("id").or_else(|| item.get("stateid")).and_then(Node::scalar_text).filter(|s| !s.is_empty());
+        let id = item
+            .get("id")
+            .or_else(|| item.get("stateid"))
+            .and_then(Node::scalar_text)
+            .filter(|s| !s.is_empty());
         sref.id = id.clone();
         let module = item.get("module").and_then(Node::scalar_text);
         sref.module = module.clone();
         if id.is_none() {
-            self.error(Diagnostic::error(Kind::MissingParameter, "the state has no `id`").state(sref.clone()).at(item.pos).with_hint("give every state a unique `id`, e.g. `id: app-config`"));
+            self.error(
+                Diagnostic::error(Kind::MissingParameter, "the state has no `id`")
+                    .state(sref.clone())
+                    .at(item.pos)
+                    .with_hint("give every state a unique `id`, e.g. `id: app-config`"),
+            );
         }
         match &module {
             None => {
-                self.error(Diagnostic::error(Kind::MissingParameter, "the state has no `module`").state(sref.clone()).at(item.pos).with_hint("name the module, e.g. `module: linux.file`"));
+                self.error(
+                    Diagnostic::error(Kind::MissingParameter, "the state has no `module`")
+                        .state(sref.clone())
+                        .at(item.pos)
+                        .with_hint("name the module, e.g. `module: linux.file`"),
+                );
             }
             Some(m) if !catalog::is_known_module(m) => {
                 let pos = item.get("module").and_then(|n| n.pos);
-                let hint = diag::did_you_mean(m, catalog::ORIGINAL_MODULES).unwrap_or_else(|| "see the module reference in the README for the known module ids".into());
-                self.error(Diagnostic::error(Kind::UnknownModule, format!("unknown module `{m}`")).state(sref.clone()).at(pos).with_hint(hint));
+                let hint = diag::did_you_mean(m, catalog::ORIGINAL_MODULES).unwrap_or_else(|| {
+                    "see the module reference in the README for the known module ids".into()
+                });
+                self.error(
+                    Diagnostic::error(Kind::UnknownModule, format!("unknown module `{m}`"))
+                        .state(sref.clone())
+                        .at(pos)
+                        .with_hint(hint),
+                );
             }
             Some(_) => {}
         }
@@ -239,39 +376,83 @@ impl Reader {
                 Value::Map(entries) => (entries.clone(), node.pos),
                 Value::Null => (Vec::new(), node.pos),
                 _ => {
-                    self.error(Diagnostic::error(Kind::WrongType, format!("`parameter` must be a mapping, found {}", node.kind())).state(sref.clone()).at(node.pos));
+                    self.error(
+                        Diagnostic::error(
+                            Kind::WrongType,
+                            format!("`parameter` must be a mapping, found {}", node.kind()),
+                        )
+                        .state(sref.clone())
+                        .at(node.pos),
+                    );
                     (Vec::new(), node.pos)
                 }
             },
         };
-        let mut state = State { number, id: id.unwrap_or_default(), module: module.unwrap_or_default(), params, params_pos, pos: item.pos, retries: None, timeout: None, sensitive: false };
+        let mut state = State {
+            number,
+            id: id.unwrap_or_default(),
+            module: module.unwrap_or_default(),
+            params,
+            params_pos,
+            pos: item.pos,
+            retries: None,
+            timeout: None,
+            sensitive: false,
+        };
         for entry in entries {
             match entry.key.as_str() {
-                "retries" => state.retries = self.read_u32(&entry.value, "retries", Some(sref.clone())),
-                "timeout" => state.timeout = self.read_u32(&entry.value, "timeout", Some(sref.clone())).map(|s| Duration::from_secs(s.into())),
+                "retries" => {
+                    state.retries = self.read_u32(&entry.value, "retries", Some(sref.clone()))
+                }
+                "timeout" => {
+                    state.timeout = self
+                        .read_u32(&entry.value, "timeout", Some(sref.clone()))
+                        .map(|s| Duration::from_secs(s.into()))
+                }
                 "sensitive" => match entry.value.value {
                     Value::Bool(b) => state.sensitive = b,
-                    _ => self.error(Diagnostic::error(Kind::WrongType, "`sensitive` must be true or false").state(sref.clone()).at(entry.value.pos)),
+                    _ => self.error(
+                        Diagnostic::error(Kind::WrongType, "`sensitive` must be true or false")
+                            .state(sref.clone())
+                            .at(entry.value.pos),
+                    ),
                 },
                 key if STATE_KEYS.contains(&key) || key.starts_with('_') => {}
                 key => {
                     let hint = diag::did_you_mean(key, STATE_KEYS).unwrap_or_else(|| "state keys are `id`, `module`, `parameter`, `retries`, `timeout` and `sensitive`".into());
-                    self.diagnostics.push(Diagnostic::warning(Kind::IgnoredKey, format!("unknown state key `{key}` is ignored")).state(sref.clone()).at(entry.key_pos).with_hint(hint));
+                    self.diagnostics.push(
+                        Diagnostic::warning(
+                            Kind::IgnoredKey,
+                            format!("unknown state key `{key}` is ignored"),
+                        )
+                        .state(sref.clone())
+                        .at(entry.key_pos)
+                        .with_hint(hint),
+                    );
                 }
             }
         }
-        (!state.id.is_empty()).then_some(state)
+        (!state.id.is_empty() && catalog::is_known_module(&state.module)).then_some(state)
     }
 
     fn check_unique_ids(&mut self, states: &[State]) {
         for (i, state) in states.iter().enumerate() {
             if let Some(first) = states[..i].iter().find(|s| s.id == state.id) {
-                let first_at = first.pos.map(|p| format!(" (line {})", p.line)).unwrap_or_default();
+                let first_at = first
+                    .pos
+                    .map(|p| format!(" (line {})", p.line))
+                    .unwrap_or_default();
                 self.error(
-                    Diagnostic::error(Kind::DuplicateId, format!("state id `{}` is already used by state {}{first_at}", state.id, first.number))
-                        .state(state.state_ref())
-                        .at(state.pos)
-                        .with_hint("state ids must be unique within a recipe; rename one of them"),
+                    Diagnostic::error(
+                        Kind::DuplicateId,
+                        format!(
+                            "state id `{}` is already used by state {}{first_at}",
+                            state.id, first.number
+                        ),
+                    )
+                    .state(state.state_ref())
+                    .at(state.pos)
+                    .with_hint("state ids must be unique within a recipe; rename one of them"),
                 );
             }
         }

@@ -35,8 +35,18 @@ impl<'a> ParamReader<'a> {
     }
 
     /// Records a problem with parameter `param`.
-    pub fn report(&mut self, kind: Kind, param: &str, pos: Option<Pos>, message: impl Into<String>, hint: Option<String>) {
-        let mut d = Diagnostic::error(kind, message).state(self.state.clone()).param(param).at(pos.or(self.pos));
+    pub fn report(
+        &mut self,
+        kind: Kind,
+        param: &str,
+        pos: Option<Pos>,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) {
+        let mut d = Diagnostic::error(kind, message)
+            .state(self.state.clone())
+            .param(param)
+            .at(pos.or(self.pos));
         d.hint = hint;
         self.diagnostics.push(d);
     }
@@ -54,13 +64,21 @@ impl<'a> ParamReader<'a> {
 
     /// Whether the parameter is given (and not null).
     pub fn has(&self, name: &str) -> bool {
-        self.entries.iter().any(|e| e.key == name && !matches!(e.value.value, Value::Null))
+        self.entries
+            .iter()
+            .any(|e| e.key == name && !matches!(e.value.value, Value::Null))
     }
 
     pub fn required_string(&mut self, name: &str, hint: &str) -> Option<String> {
         if !self.has(name) {
             self.node(name);
-            self.report(Kind::MissingParameter, name, None, format!("required parameter `{name}` is missing"), Some(hint.to_string()));
+            self.report(
+                Kind::MissingParameter,
+                name,
+                None,
+                format!("required parameter `{name}` is missing"),
+                Some(hint.to_string()),
+            );
             return None;
         }
         self.string(name)
@@ -72,7 +90,13 @@ impl<'a> ParamReader<'a> {
         match node.scalar_text() {
             Some(text) => Some(text),
             None => {
-                self.report(Kind::WrongType, name, node.pos, format!("expected a string, found {}", node.kind()), None);
+                self.report(
+                    Kind::WrongType,
+                    name,
+                    node.pos,
+                    format!("expected a string, found {}", node.kind()),
+                    None,
+                );
                 None
             }
         }
@@ -87,13 +111,25 @@ impl<'a> ParamReader<'a> {
                 "true" | "yes" | "1" => Some(true),
                 "false" | "no" | "0" | "" => Some(false),
                 _ => {
-                    self.report(Kind::WrongType, name, node.pos, format!("expected true or false, found `{s}`"), None);
+                    self.report(
+                        Kind::WrongType,
+                        name,
+                        node.pos,
+                        format!("expected true or false, found `{s}`"),
+                        None,
+                    );
                     None
                 }
             },
             Value::Number(n) if n == "0" || n == "1" => Some(n == "1"),
             _ => {
-                self.report(Kind::WrongType, name, node.pos, format!("expected true or false, found {}", node.kind()), None);
+                self.report(
+                    Kind::WrongType,
+                    name,
+                    node.pos,
+                    format!("expected true or false, found {}", node.kind()),
+                    None,
+                );
                 None
             }
         }
@@ -102,10 +138,21 @@ impl<'a> ParamReader<'a> {
     /// A non-negative whole number; `"600"` strings are accepted.
     pub fn u64(&mut self, name: &str) -> Option<u64> {
         let node = self.node(name)?;
-        let parsed = node.scalar_text().and_then(|t| t.trim().parse::<u64>().ok());
+        let parsed = node
+            .scalar_text()
+            .and_then(|t| t.trim().parse::<u64>().ok());
         if parsed.is_none() {
-            let found = node.scalar_text().map(|t| format!("`{t}`")).unwrap_or_else(|| node.kind().to_string());
-            self.report(Kind::WrongType, name, node.pos, format!("expected a whole number, found {found}"), Some(format!("write it as a number, e.g. `{name}: 30`")));
+            let found = node
+                .scalar_text()
+                .map(|t| format!("`{t}`"))
+                .unwrap_or_else(|| node.kind().to_string());
+            self.report(
+                Kind::WrongType,
+                name,
+                node.pos,
+                format!("expected a whole number, found {found}"),
+                Some(format!("write it as a number, e.g. `{name}: 30`")),
+            );
         }
         parsed
     }
@@ -116,14 +163,26 @@ impl<'a> ParamReader<'a> {
         let node = self.node(name)?;
         let text = node.scalar_text().unwrap_or_default();
         let digits = text.trim().trim_start_matches("0o");
-        let parsed = if !digits.is_empty() && digits.len() <= 4 && digits.chars().all(|c| ('0'..='7').contains(&c)) {
+        let parsed = if !digits.is_empty()
+            && digits.len() <= 4
+            && digits.chars().all(|c| ('0'..='7').contains(&c))
+        {
             u32::from_str_radix(digits, 8).ok()
         } else {
             None
         };
         if parsed.is_none() {
-            let found = node.scalar_text().map(|t| format!("`{t}`")).unwrap_or_else(|| node.kind().to_string());
-            self.report(Kind::BadValue, name, node.pos, format!("{found} is not an octal mode"), Some("write it as a quoted octal string, e.g. \"0644\"".into()));
+            let found = node
+                .scalar_text()
+                .map(|t| format!("`{t}`"))
+                .unwrap_or_else(|| node.kind().to_string());
+            self.report(
+                Kind::BadValue,
+                name,
+                node.pos,
+                format!("{found} is not an octal mode"),
+                Some("write it as a quoted octal string, e.g. \"0644\"".into()),
+            );
         }
         parsed
     }
@@ -137,7 +196,13 @@ impl<'a> ParamReader<'a> {
                 for (i, item) in items.iter().enumerate() {
                     match item.scalar_text() {
                         Some(text) => out.push(text),
-                        None => self.report(Kind::WrongType, &format!("{name}[{i}]"), item.pos, format!("expected a string, found {}", item.kind()), None),
+                        None => self.report(
+                            Kind::WrongType,
+                            &format!("{name}[{i}]"),
+                            item.pos,
+                            format!("expected a string, found {}", item.kind()),
+                            None,
+                        ),
                     }
                 }
                 Some(out)
@@ -145,7 +210,13 @@ impl<'a> ParamReader<'a> {
             _ => match node.scalar_text() {
                 Some(text) => Some(vec![text]),
                 None => {
-                    self.report(Kind::WrongType, name, node.pos, format!("expected a list of strings, found {}", node.kind()), None);
+                    self.report(
+                        Kind::WrongType,
+                        name,
+                        node.pos,
+                        format!("expected a list of strings, found {}", node.kind()),
+                        None,
+                    );
                     None
                 }
             },
@@ -165,12 +236,24 @@ impl<'a> ParamReader<'a> {
                         _ => match entry.value.scalar_text() {
                             Some(text) => Some(text),
                             None => {
-                                self.report(Kind::WrongType, &format!("{name}.{}", entry.key), entry.value.pos, format!("expected a string value, found {}", entry.value.kind()), None);
+                                self.report(
+                                    Kind::WrongType,
+                                    &format!("{name}.{}", entry.key),
+                                    entry.value.pos,
+                                    format!(
+                                        "expected a string value, found {}",
+                                        entry.value.kind()
+                                    ),
+                                    None,
+                                );
                                 continue;
                             }
                         },
                     };
-                    out.push(DictEntry { key: entry.key.clone(), value });
+                    out.push(DictEntry {
+                        key: entry.key.clone(),
+                        value,
+                    });
                 }
                 Some(out)
             }
@@ -192,7 +275,16 @@ impl<'a> ParamReader<'a> {
                 Some(out)
             }
             _ => {
-                self.report(Kind::WrongType, name, node.pos, format!("expected a mapping or a list of {{key, value}} entries, found {}", node.kind()), None);
+                self.report(
+                    Kind::WrongType,
+                    name,
+                    node.pos,
+                    format!(
+                        "expected a mapping or a list of {{key, value}} entries, found {}",
+                        node.kind()
+                    ),
+                    None,
+                );
                 None
             }
         }
@@ -200,7 +292,11 @@ impl<'a> ParamReader<'a> {
 
     /// Ends reading: every parameter not read is unknown (an error, with the closest known names);
     /// `ignored` names are accepted for compatibility and produce a warning only.
-    pub fn finish(mut self, known: &[&str], ignored: &[&str]) -> Result<Vec<Diagnostic>, Vec<Diagnostic>> {
+    pub fn finish(
+        mut self,
+        known: &[&str],
+        ignored: &[&str],
+    ) -> Result<Vec<Diagnostic>, Vec<Diagnostic>> {
         let mut warnings = Vec::new();
         for (entry, used) in self.entries.iter().zip(&self.used) {
             if *used || entry.key.starts_with('_') {
@@ -208,15 +304,36 @@ impl<'a> ParamReader<'a> {
             }
             if ignored.contains(&entry.key.as_str()) {
                 warnings.push(
-                    Diagnostic::warning(Kind::IgnoredKey, format!("parameter `{}` is accepted for compatibility and ignored", entry.key))
-                        .state(self.state.clone())
-                        .param(&entry.key)
-                        .at(entry.key_pos),
+                    Diagnostic::warning(
+                        Kind::IgnoredKey,
+                        format!(
+                            "parameter `{}` is accepted for compatibility and ignored",
+                            entry.key
+                        ),
+                    )
+                    .state(self.state.clone())
+                    .param(&entry.key)
+                    .at(entry.key_pos),
                 );
                 continue;
             }
-            let hint = did_you_mean(&entry.key, known).or_else(|| Some(format!("the parameters of this module are: {}", known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "))));
-            let mut d = Diagnostic::error(Kind::UnknownParameter, format!("unknown parameter `{}`", entry.key)).state(self.state.clone()).param(&entry.key).at(entry.key_pos.or(self.pos));
+            let hint = did_you_mean(&entry.key, known).or_else(|| {
+                Some(format!(
+                    "the parameters of this module are: {}",
+                    known
+                        .iter()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            });
+            let mut d = Diagnostic::error(
+                Kind::UnknownParameter,
+                format!("unknown parameter `{}`", entry.key),
+            )
+            .state(self.state.clone())
+            .param(&entry.key)
+            .at(entry.key_pos.or(self.pos));
             d.hint = hint;
             self.diagnostics.push(d);
         }

@@ -12,7 +12,13 @@ fn render(text: &str) -> String {
             let mut out = format!("version {:?}\n", recipe.version);
             for s in &recipe.states {
                 let keys: Vec<&str> = s.params.iter().map(|e| e.key.as_str()).collect();
-                out.push_str(&format!("{} {} {} [{}]\n", s.number, s.id, s.module, keys.join(",")));
+                out.push_str(&format!(
+                    "{} {} {} [{}]\n",
+                    s.number,
+                    s.id,
+                    s.module,
+                    keys.join(",")
+                ));
             }
             for w in &recipe.warnings {
                 out.push_str(&format!("{w}\n"));
@@ -104,13 +110,31 @@ fn arb_json() -> impl Strategy<Value = serde_json::Value> {
         any::<bool>().prop_map(serde_json::Value::Bool),
         any::<i64>().prop_map(|n| serde_json::json!(n)),
         "[a-z._]{0,12}".prop_map(serde_json::Value::String),
-        prop_oneof![Just("id"), Just("module"), Just("parameter"), Just("state"), Just("linux.file"), Just("meta.wait")].prop_map(|s| serde_json::Value::String(s.into())),
+        prop_oneof![
+            Just("id"),
+            Just("module"),
+            Just("parameter"),
+            Just("state"),
+            Just("linux.file"),
+            Just("meta.wait")
+        ]
+        .prop_map(|s| serde_json::Value::String(s.into())),
     ];
     leaf.prop_recursive(4, 48, 6, |inner| {
-        let key = prop_oneof![Just("id".to_string()), Just("module".to_string()), Just("parameter".to_string()), Just("state".to_string()), Just("states".to_string()), Just("component".to_string()), Just("recipe_version".to_string()), "[a-z]{1,6}".prop_map(String::from)];
+        let key = prop_oneof![
+            Just("id".to_string()),
+            Just("module".to_string()),
+            Just("parameter".to_string()),
+            Just("state".to_string()),
+            Just("states".to_string()),
+            Just("component".to_string()),
+            Just("recipe_version".to_string()),
+            "[a-z]{1,6}".prop_map(String::from)
+        ];
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::Array),
-            prop::collection::btree_map(key, inner, 0..6).prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            prop::collection::btree_map(key, inner, 0..6)
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
         ]
     })
 }
