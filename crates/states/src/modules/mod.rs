@@ -1,0 +1,94 @@
+//! The modules, one file each, and [`Module`], the closed set that dispatches to them.
+
+pub mod linux_cmd;
+pub mod linux_dir;
+pub mod linux_file;
+pub mod linux_symlink;
+pub mod meta_comment;
+pub mod meta_wait;
+
+use std::time::Duration;
+
+use opsagent_recipe::{catalog, Diagnostic, State};
+
+use crate::{Ctx, Outcome, Plan, StateError};
+
+/// The module ids this version implements.
+pub const SUPPORTED: &[&str] = &[
+    "meta.comment",
+    "meta.wait",
+    "linux.file",
+    "linux.dir",
+    "linux.symlink",
+    "linux.cmd",
+];
+
+/// A validated state module.
+#[derive(Debug, Clone)]
+pub enum Module {
+    Comment(meta_comment::Comment),
+    Wait(meta_wait::Wait),
+    File(linux_file::File),
+    Dir(linux_dir::Dir),
+    Symlink(linux_symlink::Symlink),
+    Cmd(linux_cmd::Cmd),
+}
+
+impl Module {
+    /// Validates `state`'s parameters for its module; returns the module and any warnings.
+    pub fn from_state(state: &State) -> Result<(Module, Vec<Diagnostic>), Vec<Diagnostic>> {
+        match state.module.as_str() {
+            "meta.comment" => {
+                meta_comment::Comment::from_params(state).map(|(m, w)| (Module::Comment(m), w))
+            }
+            "meta.wait" => meta_wait::Wait::from_params(state).map(|(m, w)| (Module::Wait(m), w)),
+            "linux.file" => linux_file::File::from_params(state).map(|(m, w)| (Module::File(m), w)),
+            "linux.dir" => linux_dir::Dir::from_params(state).map(|(m, w)| (Module::Dir(m), w)),
+            "linux.symlink" => {
+                linux_symlink::Symlink::from_params(state).map(|(m, w)| (Module::Symlink(m), w))
+            }
+            "linux.cmd" => linux_cmd::Cmd::from_params(state).map(|(m, w)| (Module::Cmd(m), w)),
+            id if catalog::is_known_module(id) => Err(vec![crate::not_yet_supported(state)]),
+            // The recipe crate rejects unknown ids before we get here.
+            id => Err(vec![Diagnostic::error(
+                opsagent_recipe::Kind::UnknownModule,
+                format!("unknown module `{id}`"),
+            )
+            .state(state.state_ref())]),
+        }
+    }
+
+    /// Compares the machine with the desired state. Never changes the machine.
+    pub async fn check(&self, ctx: &Ctx) -> Result<Plan, StateError> {
+        match self {
+            Module::Comment(_) | Module::Wait(_) => Ok(Plan::default()),
+            Module::File(m) => m.check(ctx),
+            Module::Dir(m) => m.check(ctx),
+            Module::Symlink(m) => m.check(ctx),
+            Module::Cmd(m) => m.check(ctx),
+        }
+    }
+
+    /// Carries out `plan` (from `check`).
+    pub async fn apply(&self, ctx: &Ctx, plan: Plan) -> Result<Outcome, StateError> {
+        if ctx.cancel.is_cancelled() {
+            return Err(StateError::Cancelled);
+        }
+        match self {
+            Module::Comment(_) | Module::Wait(_) => Ok(Outcome::default()),
+            Module::File(m) => m.apply(ctx, plan),
+            Module::Dir(m) => m.apply(ctx, plan),
+            Module::Symlink(m) => m.apply(ctx, plan),
+            Module::Cmd(m) => m.apply(ctx, plan).await,
+        }
+    }
+
+    /// The module's own default timeout, if it has one.
+    pub fn own_timeout(&self) -> Option<Duration> {
+        match self {
+            Module::Cmd(m) => Some(m.timeout),
+            Module::Wait(m) => m.timeout,
+            _ => None,
+        }
+    }
+}
