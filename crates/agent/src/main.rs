@@ -1,0 +1,198 @@
+//! `opsagent`: the agent that keeps an instance in the state its recipe declares.
+//!
+//! Subcommands: `apply` runs one round of a recipe file locally; `validate` checks recipe files.
+//! The flow of `apply`: `load` (recipe → compiled states) → `round` (engine + states) →
+//! `apply` (text or JSON report). Exit codes: 0 success, 1 a state failed / a recipe is invalid
+//! (`validate`), 2 invalid input (nothing ran), 3 environment or internal failure, 130 interrupted.
+
+mod apply;
+mod load;
+mod printer;
+mod round;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::printer::{ColorChoice, Printer};
+
+#[derive(Debug, Parser)]
+#[command(name = "opsagent", version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("OPSAGENT_COMMIT"), ")"), about = "Keeps this machine in the state its recipe declares")]
+struct Cli {
+    /// When to colour the output
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]
+    color: ColorChoice,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run one round of a recipe on this machine, without a hub
+    Apply {
+        /// The recipe (YAML, or the original's JSON)
+        file: PathBuf,
+        /// Dry run: show what would change, change nothing
+        #[arg(long)]
+        test: bool,
+        /// Run every state even after one has failed (each still retried)
+        #[arg(long)]
+        keep_going: bool,
+        /// Output format
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Same as `--format json`
+        #[arg(long)]
+        json: bool,
+        /// Retries of a failed state, overriding the recipe's (default 3)
+        #[arg(long, value_name = "N")]
+        retries: Option<u32>,
+        /// Seconds before the first retry, doubled for each further one (default 2)
+        #[arg(long, value_name = "SECONDS")]
+        retry_delay: Option<f64>,
+        /// Release the `meta.wait` state with this id (repeatable)
+        #[arg(long, value_name = "ID")]
+        done: Vec<String>,
+        /// Where the agent keeps generated files (the default working directory of commands is its `tmp`)
+        #[arg(long, value_name = "DIR", env = "OPSAGENT_STATE_DIR", default_value = apply::default_state_dir().as_os_str())]
+        state_dir: PathBuf,
+    },
+    /// Check recipe files and list every problem
+    Validate {
+        /// The recipe files
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Output format
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Same as `--format json`
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The documented exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitCode {
+    Success = 0,
+    /// Ran, and the answer is no: a state failed, a recipe is invalid (`validate`).
+    Failure = 1,
+    /// Invalid arguments or recipe: nothing ran.
+    Invalid = 2,
+    /// Environment or internal failure.
+    #[allow(dead_code)]
+    Environment = 3,
+    /// Stopped by SIGINT or SIGTERM.
+    Interrupted = 130,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Apply {
+            file,
+            test,
+            keep_going,
+            format,
+            json,
+            retries,
+            retry_delay,
+            done,
+            state_dir,
+        } => {
+            let json = json || format == Format::Json;
+            let printer = Printer::new(cli.color, json);
+            let retry_delay = match retry_delay.map(Duration::try_from_secs_f64).transpose() {
+                Ok(d) => d,
+                Err(_) => {
+                    printer.err("error: `--retry-delay` must be a non-negative number of seconds");
+                    return std::process::ExitCode::from(ExitCode::Invalid as u8);
+                }
+            };
+            let args = apply::ApplyArgs {
+                file,
+                test,
+                keep_going,
+                json,
+                retries,
+                retry_delay,
+                done,
+                state_dir,
+            };
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    printer.err(&format!("error: cannot start the async runtime: {e}"));
+                    return std::process::ExitCode::from(ExitCode::Environment as u8);
+                }
+            };
+            runtime.block_on(apply::apply(args, printer))
+        }
+        Command::Validate {
+            files,
+            format,
+            json,
+        } => {
+            let json = json || format == Format::Json;
+            validate(&files, Printer::new(cli.color, json), json)
+        }
+    };
+    std::process::ExitCode::from(code as u8)
+}
+
+/// `opsagent validate`: 0 all valid, 1 some invalid, 2 some unreadable.
+fn validate(files: &[PathBuf], printer: Printer, json: bool) -> ExitCode {
+    let mut code = ExitCode::Success;
+    let mut reports = Vec::new();
+    for file in files {
+        match load::read_recipe(file) {
+            Ok(loaded) => {
+                if json {
+                    reports.push(load::valid_file_report(file, &loaded));
+                } else {
+                    for w in &loaded.warnings {
+                        printer.err(&load::render(w, printer));
+                    }
+                    printer.out(&format!(
+                        "{} {}: {} states",
+                        printer.paint("valid", "32;1"),
+                        file.display(),
+                        loaded.states.len()
+                    ));
+                }
+            }
+            Err(error) => {
+                let this = if matches!(error, load::LoadError::Unreadable(_)) {
+                    ExitCode::Invalid
+                } else {
+                    ExitCode::Failure
+                };
+                if this == ExitCode::Invalid || code == ExitCode::Success {
+                    code = this;
+                }
+                if json {
+                    reports.push(load::file_report(file, &error));
+                } else {
+                    load::print_load_error(file, &error, printer);
+                }
+            }
+        }
+    }
+    if json {
+        printer.out(
+            &serde_json::to_string_pretty(&serde_json::json!({ "files": reports }))
+                .unwrap_or_default(),
+        );
+    }
+    code
+}
