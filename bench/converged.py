@@ -372,7 +372,9 @@ def salt_changes(out):
             problems.append(f"failed: {key}: {st.get('comment')}")
         if st.get("changes"):
             changed.append(key)
-    return len(data), problems + [f"{len(changed)} states changed, e.g. {changed[:3]}"] * bool(changed)
+    if changed:
+        problems.append(f"{len(changed)} states changed, e.g. {changed[:3]}")
+    return len(data), problems
 
 
 def tail(text, n=15):
@@ -514,7 +516,8 @@ def report(results, sizes, skipped_msg, versions, notes, runs_k):
                 lines.append(f"| {t} | {x['med']:.1f} | {x['min']:.1f} | {x['max']:.1f} | "
                              f"{x['rss']:.1f} | {x['cpu']:.0f} |")
             else:
-                lines.append(f"| {t} | skipped | | | | |")
+                why = "skipped" if (t == "opsagent" and skipped_msg) else "excluded (see above)"
+                lines.append(f"| {t} | {why} | | | | |")
         lines.append("")
         g = lambda t, k: s[t][k] if t in s else None
         na = "n/a (opsagent not run)"
