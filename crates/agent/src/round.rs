@@ -81,6 +81,7 @@ pub async fn run_round(
     let now = || Millis(start.elapsed().as_millis() as u64);
     let mut last: Vec<Option<StateReport>> = vec![None; states.len()];
     let mut announced = vec![false; states.len()];
+    release_done(states, &mut round, &done.borrow());
 
     loop {
         let action = round.next(now());
@@ -139,8 +140,8 @@ pub async fn run_round(
                 };
                 tokio::select! {
                     released = done.wait_for(|set| set.contains(&id)) => {
-                        if released.is_ok() {
-                            round.release(index);
+                        if let Ok(set) = released {
+                            release_done(states, &mut round, &set);
                         } else if deadline.is_none() {
                             // Nobody can release it any more: fail instead of hanging.
                             round.interrupt();
@@ -164,6 +165,15 @@ pub async fn run_round(
                     duration: start.elapsed(),
                 };
             }
+        }
+    }
+}
+
+/// Releases every wait state whose id is in `done` (a release that came early counts).
+fn release_done(states: &[Compiled], round: &mut Round, done: &BTreeSet<String>) {
+    for (index, compiled) in states.iter().enumerate() {
+        if matches!(compiled.module, Module::Wait(_)) && done.contains(&compiled.state.id) {
+            round.release(index);
         }
     }
 }
