@@ -190,6 +190,10 @@ impl Reader {
             Value::Seq(_) => {
                 // A bare list of states: accepted, as a convenience for hand-written files.
                 recipe.states = self.read_states(root, 0);
+                self.check_unique_ids(&recipe.states);
+                recipe
+                    .states
+                    .retain(|s| catalog::is_known_module(&s.module));
                 return recipe;
             }
             _ => {
@@ -240,6 +244,10 @@ impl Reader {
             );
         }
         self.check_unique_ids(&recipe.states);
+        // States of unknown modules were reported; what remains is what the modules can check.
+        recipe
+            .states
+            .retain(|s| catalog::is_known_module(&s.module));
         recipe
     }
 
@@ -432,7 +440,7 @@ impl Reader {
                 }
             }
         }
-        (!state.id.is_empty() && catalog::is_known_module(&state.module)).then_some(state)
+        (!state.id.is_empty()).then_some(state)
     }
 
     fn check_unique_ids(&mut self, states: &[State]) {
