@@ -31,12 +31,7 @@ pub struct ApplyArgs {
 }
 
 pub async fn apply(args: ApplyArgs, printer: Printer) -> ExitCode {
-    let Some(Loaded {
-        recipe,
-        states,
-        warnings,
-    }) = load_recipe(&args.file, printer, args.json)
-    else {
+    let Some(Loaded { recipe, states, warnings }) = load_recipe(&args.file, printer, args.json) else {
         return ExitCode::Invalid;
     };
     if !args.json {
@@ -44,13 +39,12 @@ pub async fn apply(args: ApplyArgs, printer: Printer) -> ExitCode {
             printer.err(&w.to_string());
         }
     }
-    let unknown_done: Vec<&String> = args
-        .done
-        .iter()
-        .filter(|id| !states.iter().any(|s| &s.state.id == *id))
-        .collect();
+    let unknown_done: Vec<&String> = args.done.iter().filter(|id| !states.iter().any(|s| &s.state.id == *id)).collect();
     if let Some(id) = unknown_done.first() {
-        printer.err(&format!("error: `--done {id}` names no state of {}\n  hint: give the id of a `meta.wait` state of the recipe", args.file.display()));
+        printer.err(&format!(
+            "error: `--done {id}` names no state of {}\n  hint: give the id of a `meta.wait` state of the recipe",
+            args.file.display()
+        ));
         return ExitCode::Invalid;
     }
 
@@ -66,27 +60,12 @@ pub async fn apply(args: ApplyArgs, printer: Printer) -> ExitCode {
         // Nobody can release a wait during a local run: by default it fails at once, saying how.
         default_wait_timeout: Some(Duration::ZERO),
     };
-    let (_done_tx, mut done_rx) =
-        watch::channel(args.done.iter().cloned().collect::<BTreeSet<String>>());
+    let (_done_tx, mut done_rx) = watch::channel(args.done.iter().cloned().collect::<BTreeSet<String>>());
     let cancel = CancellationToken::new();
     let signals = tokio::spawn(cancel_on_signal(cancel.clone()));
 
-    let mut view = TextView {
-        printer,
-        test: args.test,
-        json: args.json,
-        states: &states,
-        ticker: None,
-    };
-    let report = run_round(
-        &states,
-        &round_ctx,
-        &options,
-        &mut done_rx,
-        &cancel,
-        |event| view.on_event(event),
-    )
-    .await;
+    let mut view = TextView { printer, test: args.test, json: args.json, states: &states, ticker: None };
+    let report = run_round(&states, &round_ctx, &options, &mut done_rx, &cancel, |event| view.on_event(event)).await;
     view.stop_ticker();
     signals.abort();
 
@@ -104,10 +83,7 @@ pub async fn apply(args: ApplyArgs, printer: Printer) -> ExitCode {
 
 async fn cancel_on_signal(cancel: CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
         return;
     };
     tokio::select! {
@@ -140,11 +116,7 @@ impl TextView<'_> {
                         "running {} `{}`{}",
                         state.module,
                         state.id,
-                        if *attempt > 1 {
-                            format!(" (attempt {attempt})")
-                        } else {
-                            String::new()
-                        }
+                        if *attempt > 1 { format!(" (attempt {attempt})") } else { String::new() }
                     );
                     self.ticker = Some(tokio::spawn(ticker(self.printer, label)));
                 }
@@ -184,12 +156,7 @@ impl TextView<'_> {
 
     fn print_state(&self, r: &StateReport) {
         let p = self.printer;
-        let mut line = format!(
-            "{}  {:<14} {}",
-            p.status(r.status, self.test),
-            r.module,
-            r.id
-        );
+        let mut line = format!("{}  {:<14} {}", p.status(r.status, self.test), r.module, r.id);
         if !matches!(r.status, Status::Skipped | Status::NotRun) {
             line.push_str(&format!("  {}", p.paint(&human_duration(r.duration), "2")));
         }
@@ -198,15 +165,9 @@ impl TextView<'_> {
         }
         p.out(&line);
         let indent = " ".repeat(14);
-        if matches!(
-            r.status,
-            Status::Changed | Status::Failed | Status::Interrupted
-        ) {
+        if matches!(r.status, Status::Changed | Status::Failed | Status::Interrupted) {
             for c in &r.changes {
-                p.out(&format!(
-                    "{indent}{} {c}",
-                    if self.test { "would" } else { "-" }
-                ));
+                p.out(&format!("{indent}{} {c}", if self.test { "would" } else { "-" }));
             }
             if let Some(diff) = &r.diff {
                 for l in diff.lines() {
@@ -238,8 +199,7 @@ impl TextView<'_> {
                     }
                 }
             }
-        } else if r.status == Status::Failed || (r.status == Status::Skipped && r.comment.is_some())
-        {
+        } else if r.status == Status::Failed || (r.status == Status::Skipped && r.comment.is_some()) {
             if let Some(comment) = &r.comment {
                 p.out(&format!("{indent}{}", p.paint(comment, "2")));
             }
@@ -254,10 +214,7 @@ impl TextView<'_> {
         let mut parts = Vec::new();
         for (status, word) in [
             (Status::Ok, "ok"),
-            (
-                Status::Changed,
-                if self.test { "would change" } else { "changed" },
-            ),
+            (Status::Changed, if self.test { "would change" } else { "changed" }),
             (Status::Failed, "failed"),
             (Status::Skipped, "skipped"),
             (Status::Interrupted, "interrupted"),
@@ -274,13 +231,10 @@ impl TextView<'_> {
             RoundResult::Failed => self.printer.paint("round failed", "31;1"),
             RoundResult::Interrupted => self.printer.paint("round interrupted", "31;1"),
         };
-        self.printer.out(&format!(
-            "\n{verdict} in {}: {}",
-            human_duration(report.duration),
-            parts.join(", ")
-        ));
+        self.printer.out(&format!("\n{verdict} in {}: {}", human_duration(report.duration), parts.join(", ")));
         if report.result == RoundResult::Failed && count(Status::NotRun) > 0 {
-            self.printer.out("\nhint: the round ceased at the failed state; `--keep-going` runs the remaining states anyway");
+            self.printer
+                .out("\nhint: the round ceased at the failed state; `--keep-going` runs the remaining states anyway");
         }
         if self.test {
             self.printer.out("nothing was changed (--test)");
@@ -293,10 +247,7 @@ async fn ticker(printer: Printer, label: String) {
     let start = tokio::time::Instant::now();
     tokio::time::sleep(Duration::from_millis(500)).await;
     loop {
-        printer.show_progress(&format!(
-            "{label} {}",
-            human_duration(Duration::from_secs(start.elapsed().as_secs()))
-        ));
+        printer.show_progress(&format!("{label} {}", human_duration(Duration::from_secs(start.elapsed().as_secs()))));
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
@@ -355,11 +306,7 @@ fn json_report(version: Option<u64>, test: bool, report: &RoundReport) -> String
                 changes: r
                     .changes
                     .iter()
-                    .map(|c| JsonChange {
-                        action: c.action.as_str(),
-                        target: &c.target,
-                        detail: &c.detail,
-                    })
+                    .map(|c| JsonChange { action: c.action.as_str(), target: &c.target, detail: &c.detail })
                     .collect(),
                 diff: r.diff.as_deref(),
                 comment: r.comment.as_deref(),

@@ -26,8 +26,8 @@ pub enum LoadError {
 /// Reads, parses and compiles `path`.
 pub fn read_recipe(path: &Path) -> Result<Loaded, LoadError> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| LoadError::Unreadable(format!("cannot read `{shown}`: {e}")))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| LoadError::Unreadable(format!("cannot read `{shown}`: {e}")))?;
     // Read what can be read, then check the parameters of every readable state, so that one run
     // lists every problem of the file.
     let (recipe, mut diagnostics) = opsagent_recipe::parse_lenient(&text);
@@ -42,21 +42,13 @@ pub fn read_recipe(path: &Path) -> Result<Loaded, LoadError> {
         d.file = Some(shown.clone());
     }
     diagnostics.sort_by_key(|d| {
-        (
-            !d.is_error(),
-            d.state.as_ref().map(|s| s.number).unwrap_or(0),
-            d.pos.map(|p| (p.line, p.col)),
-        )
+        (!d.is_error(), d.state.as_ref().map(|s| s.number).unwrap_or(0), d.pos.map(|p| (p.line, p.col)))
     });
     if diagnostics.iter().any(Diagnostic::is_error) {
         return Err(LoadError::Invalid(diagnostics));
     }
     let warnings = diagnostics;
-    Ok(Loaded {
-        recipe,
-        states,
-        warnings,
-    })
+    Ok(Loaded { recipe, states, warnings })
 }
 
 /// Like [`read_recipe`], printing the problems (as text, or as JSON on stdout) when it fails.
@@ -65,9 +57,7 @@ pub fn load_recipe(path: &Path, printer: Printer, json: bool) -> Option<Loaded> 
         Ok(loaded) => Some(loaded),
         Err(error) => {
             if json {
-                printer.out(
-                    &serde_json::to_string_pretty(&file_report(path, &error)).unwrap_or_default(),
-                );
+                printer.out(&serde_json::to_string_pretty(&file_report(path, &error)).unwrap_or_default());
             } else {
                 print_load_error(path, &error, printer);
             }
@@ -79,9 +69,7 @@ pub fn load_recipe(path: &Path, printer: Printer, json: bool) -> Option<Loaded> 
 /// Prints every diagnostic, then a count.
 pub fn print_load_error(path: &Path, error: &LoadError, printer: Printer) {
     match error {
-        LoadError::Unreadable(message) => {
-            printer.err(&format!("{}: {message}", printer.paint("error", "31;1")))
-        }
+        LoadError::Unreadable(message) => printer.err(&format!("{}: {message}", printer.paint("error", "31;1"))),
         LoadError::Invalid(diagnostics) => {
             for d in diagnostics {
                 printer.err(&render(d, printer));

@@ -6,6 +6,7 @@
 //! (`validate`), 2 invalid input (nothing ran), 3 environment or internal failure, 130 interrupted.
 
 mod apply;
+mod daemon;
 mod load;
 mod printer;
 mod round;
@@ -64,6 +65,15 @@ enum Command {
         #[arg(long, value_name = "DIR", env = "OPSAGENT_STATE_DIR", default_value = apply::default_state_dir().as_os_str())]
         state_dir: PathBuf,
     },
+    /// Run the agent: connect to the hub and keep this machine in the state of its recipe
+    Run {
+        /// The configuration file (TOML)
+        #[arg(long, value_name = "FILE", env = "OPSAGENT_CONFIG", default_value = daemon::config::DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Overrides the configuration's `state_dir`
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+    },
     /// Check recipe files and list every problem
     Validate {
         /// The recipe files
@@ -87,7 +97,6 @@ pub enum ExitCode {
     /// Invalid arguments or recipe: nothing ran.
     Invalid = 2,
     /// Environment or internal failure.
-    #[allow(dead_code)]
     Environment = 3,
     /// Stopped by SIGINT or SIGTERM.
     Interrupted = 130,
@@ -96,17 +105,7 @@ pub enum ExitCode {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
-        Command::Apply {
-            file,
-            test,
-            keep_going,
-            format,
-            json,
-            retries,
-            retry_delay,
-            done,
-            state_dir,
-        } => {
+        Command::Apply { file, test, keep_going, format, json, retries, retry_delay, done, state_dir } => {
             let json = json || format == Format::Json;
             let printer = Printer::new(cli.color, json);
             let retry_delay = match retry_delay.map(Duration::try_from_secs_f64).transpose() {
@@ -116,20 +115,8 @@ fn main() -> std::process::ExitCode {
                     return std::process::ExitCode::from(ExitCode::Invalid as u8);
                 }
             };
-            let args = apply::ApplyArgs {
-                file,
-                test,
-                keep_going,
-                json,
-                retries,
-                retry_delay,
-                done,
-                state_dir,
-            };
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
+            let args = apply::ApplyArgs { file, test, keep_going, json, retries, retry_delay, done, state_dir };
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {
                     printer.err(&format!("error: cannot start the async runtime: {e}"));
@@ -138,16 +125,31 @@ fn main() -> std::process::ExitCode {
             };
             runtime.block_on(apply::apply(args, printer))
         }
-        Command::Validate {
-            files,
-            format,
-            json,
-        } => {
+        Command::Run { config, state_dir } => {
+            init_logging();
+            let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return std::process::ExitCode::from(ExitCode::Environment as u8);
+                }
+            };
+            runtime.block_on(daemon::run(&config, state_dir.as_deref()))
+        }
+        Command::Validate { files, format, json } => {
             let json = json || format == Format::Json;
             validate(&files, Printer::new(cli.color, json), json)
         }
     };
     std::process::ExitCode::from(code as u8)
+}
+
+/// Logs to stderr; `OPSAGENT_LOG` takes `RUST_LOG` syntax (default `info`).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OPSAGENT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
 }
 
 /// `opsagent validate`: 0 all valid, 1 some invalid, 2 some unreadable.
@@ -172,11 +174,8 @@ fn validate(files: &[PathBuf], printer: Printer, json: bool) -> ExitCode {
                 }
             }
             Err(error) => {
-                let this = if matches!(error, load::LoadError::Unreadable(_)) {
-                    ExitCode::Invalid
-                } else {
-                    ExitCode::Failure
-                };
+                let this =
+                    if matches!(error, load::LoadError::Unreadable(_)) { ExitCode::Invalid } else { ExitCode::Failure };
                 if this == ExitCode::Invalid || code == ExitCode::Success {
                     code = this;
                 }
@@ -189,10 +188,7 @@ fn validate(files: &[PathBuf], printer: Printer, json: bool) -> ExitCode {
         }
     }
     if json {
-        printer.out(
-            &serde_json::to_string_pretty(&serde_json::json!({ "files": reports }))
-                .unwrap_or_default(),
-        );
+        printer.out(&serde_json::to_string_pretty(&serde_json::json!({ "files": reports })).unwrap_or_default());
     }
     code
 }

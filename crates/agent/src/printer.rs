@@ -25,8 +25,8 @@ pub struct Printer {
 
 impl Printer {
     pub fn new(choice: ColorChoice, json: bool) -> Printer {
-        let env_allows = std::env::var_os("NO_COLOR").is_none()
-            && std::env::var("TERM").map(|t| t != "dumb").unwrap_or(true);
+        let env_allows =
+            std::env::var_os("NO_COLOR").is_none() && std::env::var("TERM").map(|t| t != "dumb").unwrap_or(true);
         let color = !json
             && match choice {
                 ColorChoice::Always => true,

@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use opsagent_engine::{
-    Action, Millis, Outcome as EngineOutcome, Policy, Round, RoundResult, Status, Step, StepKind,
-    DEFAULT_RETRIES,
+    Action, Millis, Outcome as EngineOutcome, Policy, Round, RoundResult, Status, Step, StepKind, DEFAULT_RETRIES,
 };
 use opsagent_states::ctx::RoundCtx;
 use opsagent_states::{Change, Compiled, Ctx, Module, StateError, Tail};
@@ -85,14 +84,7 @@ pub async fn run_round(
 
     loop {
         let action = round.next(now());
-        announce_settled(
-            states,
-            &round,
-            &last,
-            options,
-            &mut announced,
-            &mut on_event,
-        );
+        announce_settled(states, &round, &last, options, &mut announced, &mut on_event);
         match action {
             Action::Run { index, attempt } => {
                 let compiled = &states[index];
@@ -116,8 +108,8 @@ pub async fn run_round(
                         _ => EngineOutcome::Failed,
                     };
                     round.finish(index, outcome, now());
-                    report.will_retry = report.status == Status::Failed
-                        && round.records()[index].status == Status::NotRun;
+                    report.will_retry =
+                        report.status == Status::Failed && round.records()[index].status == Status::NotRun;
                 }
                 on_event(&RoundEvent::Finished(report.clone()));
                 announced[index] = !report.will_retry;
@@ -132,9 +124,7 @@ pub async fn run_round(
                 on_event(&RoundEvent::Waiting { index });
                 let sleep = async {
                     match deadline {
-                        Some(d) => {
-                            tokio::time::sleep_until(start + Duration::from_millis(d.0)).await
-                        }
+                        Some(d) => tokio::time::sleep_until(start + Duration::from_millis(d.0)).await,
                         None => std::future::pending().await,
                     }
                 };
@@ -159,11 +149,7 @@ pub async fn run_round(
             }
             Action::Finished(result) => {
                 let states = final_reports(states, &round, last, options);
-                return RoundReport {
-                    result,
-                    states,
-                    duration: start.elapsed(),
-                };
+                return RoundReport { result, states, duration: start.elapsed() };
             }
         }
     }
@@ -180,20 +166,13 @@ fn release_done(states: &[Compiled], round: &mut Round, done: &BTreeSet<String>)
 
 /// The engine's view of a state.
 fn step_of(compiled: &Compiled, options: &RoundOptions) -> Step {
-    let retries = options
-        .retries_override
-        .or(compiled.state.retries)
-        .or(options.recipe_retries)
-        .unwrap_or(DEFAULT_RETRIES);
+    let retries =
+        options.retries_override.or(compiled.state.retries).or(options.recipe_retries).unwrap_or(DEFAULT_RETRIES);
     let kind = match &compiled.module {
         Module::Comment(_) => StepKind::Skip,
-        Module::Wait(wait) => StepKind::Wait {
-            timeout: compiled
-                .state
-                .timeout
-                .or(wait.timeout)
-                .or(options.default_wait_timeout),
-        },
+        Module::Wait(wait) => {
+            StepKind::Wait { timeout: compiled.state.timeout.or(wait.timeout).or(options.default_wait_timeout) }
+        }
         _ => StepKind::Run,
     };
     Step { kind, retries }
@@ -215,12 +194,7 @@ async fn execute(module: &Module, ctx: &Ctx, test: bool) -> AttemptResult {
     Ok((Status::Changed, outcome))
 }
 
-fn report_of(
-    compiled: &Compiled,
-    attempt: u32,
-    duration: Duration,
-    result: AttemptResult,
-) -> StateReport {
+fn report_of(compiled: &Compiled, attempt: u32, duration: Duration, result: AttemptResult) -> StateReport {
     let mut report = StateReport {
         id: compiled.state.id.clone(),
         module: compiled.state.module.clone(),
@@ -248,21 +222,14 @@ fn report_of(
                 report.stdout = Some(stdout.clone());
                 report.stderr = Some(stderr.clone());
             }
-            report.status = if matches!(error, StateError::Cancelled) {
-                Status::Interrupted
-            } else {
-                Status::Failed
-            };
+            report.status = if matches!(error, StateError::Cancelled) { Status::Interrupted } else { Status::Failed };
             report.comment = Some(error.to_string());
         }
     }
     if compiled.state.sensitive {
         // Output of a sensitive state may hold its secrets: it never leaves the machine.
         let hidden = |t: Option<Tail>| {
-            t.filter(|t| !t.is_empty()).map(|_| Tail {
-                bytes: b"(hidden: sensitive state)".to_vec(),
-                dropped: 0,
-            })
+            t.filter(|t| !t.is_empty()).map(|_| Tail { bytes: b"(hidden: sensitive state)".to_vec(), dropped: 0 })
         };
         report.stdout = hidden(report.stdout.take());
         report.stderr = hidden(report.stderr.take());
@@ -286,11 +253,7 @@ fn announce_settled(
             continue;
         }
         announced[index] = true;
-        on_event(&RoundEvent::Finished(unrun_report(
-            &states[index],
-            record,
-            options,
-        )));
+        on_event(&RoundEvent::Finished(unrun_report(&states[index], record, options)));
     }
 }
 
@@ -317,23 +280,13 @@ fn final_reports(
 }
 
 /// The report of a state that was not run by a module (comment, wait, not reached).
-fn unrun_report(
-    compiled: &Compiled,
-    record: &opsagent_engine::Record,
-    options: &RoundOptions,
-) -> StateReport {
+fn unrun_report(compiled: &Compiled, record: &opsagent_engine::Record, options: &RoundOptions) -> StateReport {
     let id = &compiled.state.id;
     let comment = match (record.status, &compiled.module) {
-        (Status::Failed, Module::Wait(_))
-            if options.default_wait_timeout == Some(Duration::ZERO) =>
-        {
-            Some(format!(
-                "wait `{id}` was not released; release it with `--done {id}`"
-            ))
+        (Status::Failed, Module::Wait(_)) if options.default_wait_timeout == Some(Duration::ZERO) => {
+            Some(format!("wait `{id}` was not released; release it with `--done {id}`"))
         }
-        (Status::Failed, Module::Wait(_)) => {
-            Some(format!("wait `{id}` was not released before its timeout"))
-        }
+        (Status::Failed, Module::Wait(_)) => Some(format!("wait `{id}` was not released before its timeout")),
         (Status::Skipped, Module::Comment(c)) => c.comment.clone(),
         _ => None,
     };

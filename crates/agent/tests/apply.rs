@@ -42,15 +42,7 @@ fn converges_then_reports_ok_without_touching_anything() {
     assert_eq!(first.code, 0, "{}{}", first.stdout, first.stderr);
     assert_eq!(
         first.statuses(),
-        [
-            "note=skipped",
-            "dirs=changed",
-            "conf=changed",
-            "secret=changed",
-            "link=changed",
-            "once=changed",
-            "gate=ok"
-        ]
+        ["note=skipped", "dirs=changed", "conf=changed", "secret=changed", "link=changed", "once=changed", "gate=ok"]
     );
     assert_eq!(first.json()["recipe_version"], 4);
 
@@ -58,52 +50,17 @@ fn converges_then_reports_ok_without_touching_anything() {
     assert_eq!(std::fs::read_to_string(&conf).unwrap(), "a = 1\nb = 2\n");
     let meta = std::fs::metadata(&conf).unwrap();
     assert_eq!(meta.mode() & 0o7777, 0o640);
-    assert_eq!(
-        meta.uid(),
-        nix::unistd::User::from_name("nobody")
-            .unwrap()
-            .unwrap()
-            .uid
-            .as_raw()
-    );
-    assert_eq!(
-        std::fs::metadata(s.path("tree/deep/er/secret"))
-            .unwrap()
-            .mode()
-            & 0o777,
-        0o600
-    );
-    assert_eq!(
-        std::fs::metadata(s.path("tree/sub")).unwrap().mode() & 0o777,
-        0o750
-    );
+    assert_eq!(meta.uid(), nix::unistd::User::from_name("nobody").unwrap().unwrap().uid.as_raw());
+    assert_eq!(std::fs::metadata(s.path("tree/deep/er/secret")).unwrap().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::metadata(s.path("tree/sub")).unwrap().mode() & 0o777, 0o750);
     assert_eq!(std::fs::read_link(s.path("tree/current")).unwrap(), conf);
 
     let before = snapshot(&s.path("tree"));
     let second = s.apply(&recipe, &["--json", "--done", "gate"]);
     assert_eq!(second.code, 0);
-    assert_eq!(
-        second.statuses(),
-        [
-            "note=skipped",
-            "dirs=ok",
-            "conf=ok",
-            "secret=ok",
-            "link=ok",
-            "once=ok",
-            "gate=ok"
-        ]
-    );
-    assert!(second.json()["states"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|s| s["changes"].as_array().unwrap().is_empty()));
-    assert_eq!(
-        snapshot(&s.path("tree")),
-        before,
-        "a converged run changes nothing: inode, mtime, content"
-    );
+    assert_eq!(second.statuses(), ["note=skipped", "dirs=ok", "conf=ok", "secret=ok", "link=ok", "once=ok", "gate=ok"]);
+    assert!(second.json()["states"].as_array().unwrap().iter().all(|s| s["changes"].as_array().unwrap().is_empty()));
+    assert_eq!(snapshot(&s.path("tree")), before, "a converged run changes nothing: inode, mtime, content");
 }
 
 #[test]
@@ -112,21 +69,14 @@ fn drift_is_repaired_and_shown_as_a_diff() {
     let recipe = s.recipe("r.yaml", ALL_MODULES);
     assert_eq!(s.apply(&recipe, &["--done", "gate"]).code, 0);
     std::fs::write(s.path("tree/app.conf"), "a = 1\nb = 3\n").unwrap();
-    std::fs::set_permissions(
-        s.path("tree/sub"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o777),
-    )
-    .unwrap();
+    std::fs::set_permissions(s.path("tree/sub"), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let run = s.apply(&recipe, &["--done", "gate"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.stdout.contains("-b = 3\n"), "{}", run.stdout);
     assert!(run.stdout.contains("+b = 2\n"), "{}", run.stdout);
     assert!(run.stdout.contains("chmod "), "{}", run.stdout);
     assert!(run.stdout.contains("0777 -> 0750"), "{}", run.stdout);
-    assert_eq!(
-        std::fs::read_to_string(s.path("tree/app.conf")).unwrap(),
-        "a = 1\nb = 2\n"
-    );
+    assert_eq!(std::fs::read_to_string(s.path("tree/app.conf")).unwrap(), "a = 1\nb = 2\n");
 }
 
 #[test]
@@ -147,18 +97,10 @@ fn test_mode_changes_nothing() {
     let before = snapshot(s.dir.path());
     let run = s.apply(&recipe, &["--test", "--done", "gate"]);
     assert_eq!(run.code, 0);
-    assert!(
-        run.stdout.contains("would change  linux.file     conf"),
-        "{}",
-        run.stdout
-    );
+    assert!(run.stdout.contains("would change  linux.file     conf"), "{}", run.stdout);
     assert!(run.stdout.contains("would run echo ran"), "{}", run.stdout);
     assert!(run.stdout.contains("+a = 1"), "{}", run.stdout);
-    assert_eq!(
-        snapshot(s.dir.path()),
-        before,
-        "--test leaves the tree byte-identical"
-    );
+    assert_eq!(snapshot(s.dir.path()), before, "--test leaves the tree byte-identical");
 }
 
 #[test]
@@ -178,10 +120,7 @@ fn absent_removes() {
     let run = s.apply(&recipe, &["--json"]);
     assert_eq!(run.statuses(), ["f=changed", "l=changed", "d=changed"]);
     assert_eq!(std::fs::read_dir(s.path("gone")).unwrap().count(), 0);
-    assert_eq!(
-        s.apply(&recipe, &["--json"]).statuses(),
-        ["f=ok", "l=ok", "d=ok"]
-    );
+    assert_eq!(s.apply(&recipe, &["--json"]).statuses(), ["f=ok", "l=ok", "d=ok"]);
 }
 
 #[test]
@@ -194,10 +133,7 @@ fn failed_state_is_retried_then_the_round_ceases() {
   - {id: after, module: linux.file, parameter: {path: "@/after", content: x}}
 "#,
     );
-    let run = s.apply(
-        &recipe,
-        &["--json", "--retries", "2", "--retry-delay", "0.05"],
-    );
+    let run = s.apply(&recipe, &["--json", "--retries", "2", "--retry-delay", "0.05"]);
     assert_eq!(run.code, 1);
     assert_eq!(run.statuses(), ["count=failed", "after=not_run"]);
     let state = &run.json()["states"][0];
@@ -205,13 +141,7 @@ fn failed_state_is_retried_then_the_round_ceases() {
     assert_eq!(state["stdout"], "out\n");
     assert_eq!(state["stderr"], "err\n");
     assert_eq!(state["comment"], "the command exited with status 3");
-    assert_eq!(
-        std::fs::read_to_string(s.path("tries"))
-            .unwrap()
-            .lines()
-            .count(),
-        3
-    );
+    assert_eq!(std::fs::read_to_string(s.path("tries")).unwrap().lines().count(), 3);
     assert!(!s.path("after").exists());
 
     // --keep-going runs the rest.
@@ -221,47 +151,27 @@ fn failed_state_is_retried_then_the_round_ceases() {
 
     // Text output names the failure and the hint.
     let run = s.apply(&recipe, &["--retries", "0"]);
-    assert!(
-        run.stdout.contains("failed  linux.cmd      count"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout
-            .contains("error: the command exited with status 3"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout.contains("not_run  linux.file     after"),
-        "{}",
-        run.stdout
-    );
+    assert!(run.stdout.contains("failed  linux.cmd      count"), "{}", run.stdout);
+    assert!(run.stdout.contains("error: the command exited with status 3"), "{}", run.stdout);
+    assert!(run.stdout.contains("not_run  linux.file     after"), "{}", run.stdout);
     assert!(run.stdout.contains("--keep-going"), "{}", run.stdout);
 }
 
 #[test]
 fn wait_needs_done_locally() {
     let s = Scratch::new();
-    let recipe = s.recipe("r.yaml", "states:\n  - {id: gate, module: meta.wait, parameter: {}}\n  - {id: after, module: meta.comment}\n");
+    let recipe = s.recipe(
+        "r.yaml",
+        "states:\n  - {id: gate, module: meta.wait, parameter: {}}\n  - {id: after, module: meta.comment}\n",
+    );
     let run = s.apply(&recipe, &["--json"]);
     assert_eq!(run.code, 1);
     assert_eq!(run.statuses(), ["gate=failed", "after=not_run"]);
-    assert_eq!(
-        run.json()["states"][0]["comment"],
-        "wait `gate` was not released; release it with `--done gate`"
-    );
-    assert_eq!(
-        s.apply(&recipe, &["--json", "--done", "gate"]).statuses(),
-        ["gate=ok", "after=skipped"]
-    );
+    assert_eq!(run.json()["states"][0]["comment"], "wait `gate` was not released; release it with `--done gate`");
+    assert_eq!(s.apply(&recipe, &["--json", "--done", "gate"]).statuses(), ["gate=ok", "after=skipped"]);
     let run = s.apply(&recipe, &["--done", "nope"]);
     assert_eq!(run.code, 2);
-    assert!(
-        run.stderr.contains("`--done nope` names no state"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("`--done nope` names no state"), "{}", run.stderr);
 }
 
 #[test]
@@ -285,14 +195,8 @@ fn cmd_runs_as_user_with_env_and_cwd() {
     assert_eq!(run.code, 0, "{}", run.stdout);
     let states = &run.json()["states"];
     let home = nix::unistd::User::from_name("nobody").unwrap().unwrap().dir;
-    assert_eq!(
-        states[0]["stdout"],
-        format!("nobody:nogroup hi / {}\n", home.display())
-    );
-    assert_eq!(
-        states[1]["stdout"],
-        format!("{}\n", s.path("work").display())
-    );
+    assert_eq!(states[0]["stdout"], format!("nobody:nogroup hi / {}\n", home.display()));
+    assert_eq!(states[1]["stdout"], format!("{}\n", s.path("work").display()));
 }
 
 #[test]
@@ -310,19 +214,9 @@ fn cmd_timeout_kills_background_grandchildren() {
     );
     let run = s.apply(&recipe, &["--json"]);
     assert_eq!(run.code, 1);
-    assert_eq!(
-        run.json()["states"][0]["comment"],
-        "the command timed out after 1s; its process group was killed"
-    );
-    let pid: i32 = std::fs::read_to_string(s.path("grandchild.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    assert!(
-        wait_until(Duration::from_secs(5), || !alive(pid)),
-        "the background grandchild {pid} is still running"
-    );
+    assert_eq!(run.json()["states"][0]["comment"], "the command timed out after 1s; its process group was killed");
+    let pid: i32 = std::fs::read_to_string(s.path("grandchild.pid")).unwrap().trim().parse().unwrap();
+    assert!(wait_until(Duration::from_secs(5), || !alive(pid)), "the background grandchild {pid} is still running");
 }
 
 #[test]
@@ -342,22 +236,12 @@ fn sigint_interrupts_the_running_state_and_kills_its_group() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    assert!(wait_until(Duration::from_secs(10), || s
-        .path("child.pid")
-        .exists()));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
+    assert!(wait_until(Duration::from_secs(10), || s.path("child.pid").exists()));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
     let run = common::Run::from(child.wait_with_output().unwrap());
     assert_eq!(run.code, 130);
     assert_eq!(run.statuses(), ["long=interrupted", "after=not_run"]);
-    let pid: i32 = std::fs::read_to_string(s.path("child.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let pid: i32 = std::fs::read_to_string(s.path("child.pid")).unwrap().trim().parse().unwrap();
     assert!(wait_until(Duration::from_secs(5), || !alive(pid)));
 }
 
@@ -381,10 +265,7 @@ fn sensitive_state_hides_content_and_output() {
             run.stderr
         );
     }
-    assert_eq!(
-        std::fs::read_to_string(s.path("key")).unwrap(),
-        "hunter2-secret"
-    );
+    assert_eq!(std::fs::read_to_string(s.path("key")).unwrap(), "hunter2-secret");
 }
 
 #[test]
@@ -405,12 +286,7 @@ fn original_wire_form_runs_unchanged() {
     assert_eq!(run.json()["recipe_version"], 12);
     assert_eq!(
         run.statuses(),
-        [
-            "state-3F1A=changed",
-            "state-3F1B=changed",
-            "state-3F1C=changed",
-            "state-3F1D=changed"
-        ]
+        ["state-3F1A=changed", "state-3F1B=changed", "state-3F1C=changed", "state-3F1D=changed"]
     );
 }
 
@@ -419,24 +295,14 @@ fn recursive_dir_owns_everything_below_and_modes_subdirectories() {
     let s = Scratch::new();
     std::fs::create_dir_all(s.path("data/a/b")).unwrap();
     std::fs::write(s.path("data/a/file"), "x").unwrap();
-    std::fs::set_permissions(
-        s.path("data/a/file"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .unwrap();
-    let recipe = s.recipe("r.yaml", "states:\n  - {id: d, module: linux.dir, parameter: {path: [\"@/data\"], user: nobody, mode: \"0751\"}}\n");
+    std::fs::set_permissions(s.path("data/a/file"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let recipe = s.recipe(
+        "r.yaml",
+        "states:\n  - {id: d, module: linux.dir, parameter: {path: [\"@/data\"], user: nobody, mode: \"0751\"}}\n",
+    );
     assert_eq!(s.apply(&recipe, &["--json"]).statuses(), ["d=changed"]);
-    let nobody = nix::unistd::User::from_name("nobody")
-        .unwrap()
-        .unwrap()
-        .uid
-        .as_raw();
-    for (rel, mode) in [
-        ("data", 0o751),
-        ("data/a", 0o751),
-        ("data/a/b", 0o751),
-        ("data/a/file", 0o600),
-    ] {
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap().uid.as_raw();
+    for (rel, mode) in [("data", 0o751), ("data/a", 0o751), ("data/a/b", 0o751), ("data/a/file", 0o600)] {
         let meta = std::fs::metadata(s.path(rel)).unwrap();
         assert_eq!((meta.uid(), meta.mode() & 0o7777), (nobody, mode), "{rel}");
     }

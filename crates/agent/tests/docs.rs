@@ -34,40 +34,24 @@ fn every_source_file_opens_with_a_doc_line() {
         .filter(|f| !std::fs::read_to_string(f).unwrap().starts_with("//!"))
         .map(|f| f.display().to_string())
         .collect();
-    assert!(
-        missing.is_empty(),
-        "files without a `//!` doc line: {missing:?}"
-    );
+    assert!(missing.is_empty(), "files without a `//!` doc line: {missing:?}");
 }
 
 /// The reference as generated from `crates/states/src/modules/*.rs`, in the order of `SUPPORTED`.
 fn generated_reference() -> String {
     let modules = root().join("crates/states/src/modules");
     let mod_rs = std::fs::read_to_string(modules.join("mod.rs")).unwrap();
-    let list = mod_rs
-        .split("pub const SUPPORTED: &[&str] = &[")
-        .nth(1)
-        .unwrap()
-        .split("];")
-        .next()
-        .unwrap();
-    let ids: Vec<&str> = list
-        .split(',')
-        .map(|s| s.trim().trim_matches('"'))
-        .filter(|s| !s.is_empty())
-        .collect();
+    let list = mod_rs.split("pub const SUPPORTED: &[&str] = &[").nth(1).unwrap().split("];").next().unwrap();
+    let ids: Vec<&str> = list.split(',').map(|s| s.trim().trim_matches('"')).filter(|s| !s.is_empty()).collect();
     let mut out = String::from("# Module reference\n\n<!-- Generated from the `//!` docs of crates/states/src/modules/*.rs by `OPSAGENT_BLESS=1 cargo test --test docs`; do not edit. -->\n\n");
     for id in ids {
         let file = modules.join(format!("{}.rs", id.replace('.', "_")));
-        let text = std::fs::read_to_string(&file)
-            .unwrap_or_else(|_| panic!("no file for module {id}: {}", file.display()));
+        let text =
+            std::fs::read_to_string(&file).unwrap_or_else(|_| panic!("no file for module {id}: {}", file.display()));
         let doc: Vec<&str> = text
             .lines()
             .take_while(|l| l.starts_with("//!"))
-            .map(|l| {
-                l.strip_prefix("//! ")
-                    .unwrap_or(l.strip_prefix("//!").unwrap_or(l))
-            })
+            .map(|l| l.strip_prefix("//! ").unwrap_or(l.strip_prefix("//!").unwrap_or(l)))
             .collect();
         out.push_str(&format!("## `{id}`\n\n"));
         let mut lines = doc.into_iter();
@@ -96,8 +80,5 @@ fn module_reference_is_up_to_date() {
         std::fs::write(&path, &want).unwrap();
     }
     let have = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(
-        have == want,
-        "docs/modules.md is stale: run `OPSAGENT_BLESS=1 cargo test -p opsagent --test docs`"
-    );
+    assert!(have == want, "docs/modules.md is stale: run `OPSAGENT_BLESS=1 cargo test -p opsagent --test docs`");
 }

@@ -15,7 +15,9 @@ fn recipe(s: &Scratch, name: &str, fill: char) -> std::path::PathBuf {
     let content: String = std::iter::repeat_n(fill, SIZE).collect();
     let mut text = String::from("states:\n");
     for i in 0..FILES {
-        text.push_str(&format!("  - {{id: f{i}, module: linux.file, parameter: {{path: \"@/out/f{i}\", content: \"{content}\"}}}}\n"));
+        text.push_str(&format!(
+            "  - {{id: f{i}, module: linux.file, parameter: {{path: \"@/out/f{i}\", content: \"{content}\"}}}}\n"
+        ));
     }
     s.recipe(name, &text)
 }
@@ -24,16 +26,10 @@ fn check_whole(s: &Scratch) {
     for entry in std::fs::read_dir(s.path("out")).unwrap() {
         let entry = entry.unwrap();
         let name = entry.file_name().to_string_lossy().into_owned();
-        assert!(
-            name.starts_with('f') && !name.contains("opsagent"),
-            "stray file {name}"
-        );
+        assert!(name.starts_with('f') && !name.contains("opsagent"), "stray file {name}");
         let data = std::fs::read(entry.path()).unwrap();
         assert_eq!(data.len(), SIZE, "{name} is partial");
-        assert!(
-            data.iter().all(|&b| b == data[0]) && (data[0] == b'a' || data[0] == b'b'),
-            "{name} mixes contents"
-        );
+        assert!(data.iter().all(|&b| b == data[0]) && (data[0] == b'a' || data[0] == b'b'), "{name} mixes contents");
     }
 }
 
@@ -62,10 +58,7 @@ fn killed_apply_never_leaves_a_partial_file() {
     // Kill at fractions of a full run, alternating contents so each kill interrupts rewrites.
     for k in 1..=10u32 {
         let mut child = run(&recipes[(k % 2) as usize]);
-        std::thread::sleep(
-            full.mul_f64(f64::from(k) / 11.0)
-                .max(Duration::from_millis(1)),
-        );
+        std::thread::sleep(full.mul_f64(f64::from(k) / 11.0).max(Duration::from_millis(1)));
         let _ = child.kill();
         let _ = child.wait();
         check_whole(&s);

@@ -28,14 +28,7 @@ states:
 ";
 
 fn validate(args: &[&str]) -> Run {
-    Run::from(
-        Command::new(common::bin())
-            .arg("validate")
-            .args(args)
-            .env("NO_COLOR", "1")
-            .output()
-            .unwrap(),
-    )
+    Run::from(Command::new(common::bin()).arg("validate").args(args).env("NO_COLOR", "1").output().unwrap())
 }
 
 #[test]
@@ -58,46 +51,32 @@ fn lists_every_error_with_its_location() {
     ];
     let mut rest = run.stderr.as_str();
     for e in &expected {
-        let at = rest.find(e.as_str()).unwrap_or_else(|| {
-            panic!(
-                "missing, or out of order: {e}\n--- stderr ---\n{}",
-                run.stderr
-            )
-        });
+        let at = rest
+            .find(e.as_str())
+            .unwrap_or_else(|| panic!("missing, or out of order: {e}\n--- stderr ---\n{}", run.stderr));
         rest = &rest[at + e.len()..];
     }
 
     // apply refuses the same recipe with exit 2, before running anything.
     let apply = s.apply(&bad, &[]);
     assert_eq!(apply.code, 2);
-    assert!(
-        apply.stderr.contains("is invalid: 8 errors"),
-        "{}",
-        apply.stderr
-    );
+    assert!(apply.stderr.contains("is invalid: 8 errors"), "{}", apply.stderr);
 }
 
 #[test]
 fn exit_codes_and_json() {
     let s = Scratch::new();
-    let good = s.recipe(
-        "good.yaml",
-        "states:\n  - {id: a, module: meta.comment, typo: 1}\n",
-    );
+    let good = s.recipe("good.yaml", "states:\n  - {id: a, module: meta.comment, typo: 1}\n");
     let bad = s.recipe("bad.yaml", BAD);
     let run = validate(&[good.to_str().unwrap()]);
     assert_eq!(run.code, 0);
     assert!(run.stdout.contains("valid"), "{}", run.stdout);
     assert!(
-        run.stderr.contains("warning:")
-            && run.stderr.contains("unknown state key `typo` is ignored"),
+        run.stderr.contains("warning:") && run.stderr.contains("unknown state key `typo` is ignored"),
         "{}",
         run.stderr
     );
-    assert_eq!(
-        validate(&[good.to_str().unwrap(), "/nonexistent/opsagent-test.yaml"]).code,
-        2
-    );
+    assert_eq!(validate(&[good.to_str().unwrap(), "/nonexistent/opsagent-test.yaml"]).code, 2);
 
     let run = validate(&["--json", good.to_str().unwrap(), bad.to_str().unwrap()]);
     assert_eq!(run.code, 1);
@@ -109,8 +88,5 @@ fn exit_codes_and_json() {
     assert_eq!(d["state_id"], "conf2");
     assert_eq!(d["module"], "linux.file");
     assert_eq!(d["param"], "mode");
-    assert_eq!(
-        (d["line"].as_u64(), d["column"].as_u64()),
-        (Some(10), Some(13))
-    );
+    assert_eq!((d["line"].as_u64(), d["column"].as_u64()), (Some(10), Some(13)));
 }

@@ -21,10 +21,7 @@ pub struct Millis(pub u64);
 
 impl Millis {
     pub fn plus(self, d: Duration) -> Millis {
-        Millis(
-            self.0
-                .saturating_add(d.as_millis().min(u64::MAX as u128) as u64),
-        )
+        Millis(self.0.saturating_add(d.as_millis().min(u64::MAX as u128) as u64))
     }
 
     pub fn since(self, earlier: Millis) -> Duration {
@@ -61,10 +58,7 @@ pub struct Policy {
 
 impl Default for Policy {
     fn default() -> Policy {
-        Policy {
-            retry_delay: Duration::from_secs(2),
-            keep_going: false,
-        }
+        Policy { retry_delay: Duration::from_secs(2), keep_going: false }
     }
 }
 
@@ -114,10 +108,7 @@ pub enum Action {
     /// Run step `index` (attempt 1, 2, …), then call [`Round::finish`].
     Run { index: usize, attempt: u32 },
     /// Step `index` waits: call [`Round::release`] when released, or `next` again at `deadline`.
-    Wait {
-        index: usize,
-        deadline: Option<Millis>,
-    },
+    Wait { index: usize, deadline: Option<Millis> },
     /// Nothing to do before `until` (a retry delay); then call `next` again.
     Sleep { until: Millis },
     /// The round is over.
@@ -176,22 +167,8 @@ pub struct Round {
 
 impl Round {
     pub fn new(steps: Vec<Step>, policy: Policy) -> Round {
-        let records = vec![
-            Record {
-                status: Status::NotRun,
-                attempts: 0
-            };
-            steps.len()
-        ];
-        Round {
-            steps,
-            policy,
-            cursor: 0,
-            phase: Phase::Ready,
-            records,
-            released: BTreeSet::new(),
-            failed: false,
-        }
+        let records = vec![Record { status: Status::NotRun, attempts: 0 }; steps.len()];
+        Round { steps, policy, cursor: 0, phase: Phase::Ready, records, released: BTreeSet::new(), failed: false }
     }
 
     /// What to do at `now`.
@@ -199,12 +176,7 @@ impl Round {
         loop {
             match self.phase {
                 Phase::Finished(result) => return Action::Finished(result),
-                Phase::Running { attempt } => {
-                    return Action::Run {
-                        index: self.cursor,
-                        attempt,
-                    }
-                }
+                Phase::Running { attempt } => return Action::Run { index: self.cursor, attempt },
                 Phase::Delay { attempt, until } => {
                     if now < until {
                         return Action::Sleep { until };
@@ -212,11 +184,7 @@ impl Round {
                     self.phase = Phase::Running { attempt };
                 }
                 Phase::Waiting { since } => {
-                    let Step {
-                        kind: StepKind::Wait { timeout },
-                        ..
-                    } = self.steps[self.cursor]
-                    else {
+                    let Step { kind: StepKind::Wait { timeout }, .. } = self.steps[self.cursor] else {
                         unreachable!("only wait steps enter Waiting");
                     };
                     if self.released.contains(&self.cursor) {
@@ -226,21 +194,12 @@ impl Round {
                     let deadline = timeout.map(|t| since.plus(t));
                     match deadline {
                         Some(deadline) if now >= deadline => self.record(Status::Failed, 0),
-                        _ => {
-                            return Action::Wait {
-                                index: self.cursor,
-                                deadline,
-                            }
-                        }
+                        _ => return Action::Wait { index: self.cursor, deadline },
                     }
                 }
                 Phase::Ready => {
                     let Some(step) = self.steps.get(self.cursor) else {
-                        let result = if self.failed {
-                            RoundResult::Failed
-                        } else {
-                            RoundResult::Succeeded
-                        };
+                        let result = if self.failed { RoundResult::Failed } else { RoundResult::Succeeded };
                         self.phase = Phase::Finished(result);
                         continue;
                     };
@@ -267,10 +226,7 @@ impl Round {
             Outcome::Changed => self.record(Status::Changed, attempt),
             Outcome::Failed if attempt <= self.steps[index].retries => {
                 let delay = retry_delay(self.policy.retry_delay, attempt);
-                self.phase = Phase::Delay {
-                    attempt: attempt + 1,
-                    until: now.plus(delay),
-                };
+                self.phase = Phase::Delay { attempt: attempt + 1, until: now.plus(delay) };
             }
             Outcome::Failed => self.record(Status::Failed, attempt),
         }
@@ -287,17 +243,9 @@ impl Round {
         match self.phase {
             Phase::Finished(_) => return,
             Phase::Running { attempt } | Phase::Delay { attempt, .. } => {
-                self.records[self.cursor] = Record {
-                    status: Status::Interrupted,
-                    attempts: attempt,
-                };
+                self.records[self.cursor] = Record { status: Status::Interrupted, attempts: attempt };
             }
-            Phase::Waiting { .. } => {
-                self.records[self.cursor] = Record {
-                    status: Status::Interrupted,
-                    attempts: 0,
-                }
-            }
+            Phase::Waiting { .. } => self.records[self.cursor] = Record { status: Status::Interrupted, attempts: 0 },
             Phase::Ready => {}
         }
         self.phase = Phase::Finished(RoundResult::Interrupted);

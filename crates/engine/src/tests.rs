@@ -47,11 +47,7 @@ fn drive(steps: &[Step], policy: Policy, mut world: World) -> Trace {
                 round.finish(index, outcome, now);
             }
             Action::Wait { index, deadline } => {
-                actions.push(format!(
-                    "wait {index}@{} until {:?}",
-                    now.0,
-                    deadline.map(|d| d.0)
-                ));
+                actions.push(format!("wait {index}@{} until {:?}", now.0, deadline.map(|d| d.0)));
                 match world.released_after.iter().position(|(i, _)| *i == index) {
                     Some(p) => {
                         let (_, after) = world.released_after.remove(p);
@@ -72,12 +68,7 @@ fn drive(steps: &[Step], policy: Policy, mut world: World) -> Trace {
                 now = until;
             }
             Action::Finished(result) => {
-                return Trace {
-                    actions,
-                    result,
-                    records: round.records().to_vec(),
-                    now,
-                };
+                return Trace { actions, result, records: round.records().to_vec(), now };
             }
         }
     }
@@ -85,18 +76,11 @@ fn drive(steps: &[Step], policy: Policy, mut world: World) -> Trace {
 }
 
 fn run(_index: usize) -> Step {
-    Step {
-        kind: StepKind::Run,
-        retries: 3,
-    }
+    Step { kind: StepKind::Run, retries: 3 }
 }
 
 fn statuses(t: &Trace) -> String {
-    t.records
-        .iter()
-        .map(|r| format!("{}/{}", r.status.as_str(), r.attempts))
-        .collect::<Vec<_>>()
-        .join(" ")
+    t.records.iter().map(|r| format!("{}/{}", r.status.as_str(), r.attempts)).collect::<Vec<_>>().join(" ")
 }
 
 fn check(
@@ -114,20 +98,14 @@ fn check(
 }
 
 fn outcomes(per_step: &[&[Outcome]]) -> Vec<VecDeque<Outcome>> {
-    per_step
-        .iter()
-        .map(|o| o.iter().copied().collect())
-        .collect()
+    per_step.iter().map(|o| o.iter().copied().collect()).collect()
 }
 
 use Outcome::{Changed, Failed};
 
 #[test]
 fn states_run_in_order() {
-    let world = World {
-        outcomes: outcomes(&[&[], &[Changed], &[]]),
-        ..World::default()
-    };
+    let world = World { outcomes: outcomes(&[&[], &[Changed], &[]]), ..World::default() };
     check(
         &[run(0), run(1), run(2)],
         Policy::default(),
@@ -140,10 +118,7 @@ fn states_run_in_order() {
 
 #[test]
 fn failed_state_retried_with_growing_delay_then_ceased() {
-    let world = World {
-        outcomes: outcomes(&[&[], &[Failed, Failed, Failed, Failed], &[]]),
-        ..World::default()
-    };
+    let world = World { outcomes: outcomes(&[&[], &[Failed, Failed, Failed, Failed], &[]]), ..World::default() };
     check(
         &[run(0), run(1), run(2)],
         Policy::default(),
@@ -156,10 +131,7 @@ fn failed_state_retried_with_growing_delay_then_ceased() {
 
 #[test]
 fn retry_that_succeeds() {
-    let world = World {
-        outcomes: outcomes(&[&[Failed, Changed]]),
-        ..World::default()
-    };
+    let world = World { outcomes: outcomes(&[&[Failed, Changed]]), ..World::default() };
     check(
         &[run(0)],
         Policy::default(),
@@ -172,23 +144,11 @@ fn retry_that_succeeds() {
 
 #[test]
 fn keep_going_runs_the_rest() {
-    let steps = [
-        Step {
-            kind: StepKind::Run,
-            retries: 0,
-        },
-        run(1),
-    ];
-    let world = World {
-        outcomes: outcomes(&[&[Failed], &[]]),
-        ..World::default()
-    };
+    let steps = [Step { kind: StepKind::Run, retries: 0 }, run(1)];
+    let world = World { outcomes: outcomes(&[&[Failed], &[]]), ..World::default() };
     check(
         &steps,
-        Policy {
-            keep_going: true,
-            ..Policy::default()
-        },
+        Policy { keep_going: true, ..Policy::default() },
         world,
         "run 0#1@0, run 1#1@10",
         "failed/1 ok/1",
@@ -198,20 +158,11 @@ fn keep_going_runs_the_rest() {
 
 #[test]
 fn comment_skipped() {
-    let steps = [
-        Step {
-            kind: StepKind::Skip,
-            retries: 3,
-        },
-        run(1),
-    ];
+    let steps = [Step { kind: StepKind::Skip, retries: 3 }, run(1)];
     check(
         &steps,
         Policy::default(),
-        World {
-            outcomes: outcomes(&[&[], &[]]),
-            ..World::default()
-        },
+        World { outcomes: outcomes(&[&[], &[]]), ..World::default() },
         "run 1#1@0",
         "skipped/0 ok/1",
         RoundResult::Succeeded,
@@ -220,71 +171,25 @@ fn comment_skipped() {
 
 #[test]
 fn wait_released_early_does_not_block() {
-    let steps = [
-        run(0),
-        Step {
-            kind: StepKind::Wait { timeout: None },
-            retries: 3,
-        },
-        run(2),
-    ];
-    let world = World {
-        outcomes: outcomes(&[&[], &[], &[]]),
-        released_early: vec![1],
-        ..World::default()
-    };
-    check(
-        &steps,
-        Policy::default(),
-        world,
-        "run 0#1@0, run 2#1@10",
-        "ok/1 ok/0 ok/1",
-        RoundResult::Succeeded,
-    );
+    let steps = [run(0), Step { kind: StepKind::Wait { timeout: None }, retries: 3 }, run(2)];
+    let world = World { outcomes: outcomes(&[&[], &[], &[]]), released_early: vec![1], ..World::default() };
+    check(&steps, Policy::default(), world, "run 0#1@0, run 2#1@10", "ok/1 ok/0 ok/1", RoundResult::Succeeded);
 }
 
 #[test]
 fn wait_released_later() {
-    let steps = [
-        Step {
-            kind: StepKind::Wait { timeout: None },
-            retries: 3,
-        },
-        run(1),
-    ];
-    let world = World {
-        outcomes: outcomes(&[&[], &[]]),
-        released_after: vec![(0, 500)],
-        ..World::default()
-    };
-    check(
-        &steps,
-        Policy::default(),
-        world,
-        "wait 0@0 until None, run 1#1@500",
-        "ok/0 ok/1",
-        RoundResult::Succeeded,
-    );
+    let steps = [Step { kind: StepKind::Wait { timeout: None }, retries: 3 }, run(1)];
+    let world = World { outcomes: outcomes(&[&[], &[]]), released_after: vec![(0, 500)], ..World::default() };
+    check(&steps, Policy::default(), world, "wait 0@0 until None, run 1#1@500", "ok/0 ok/1", RoundResult::Succeeded);
 }
 
 #[test]
 fn wait_times_out_and_ceases() {
-    let steps = [
-        Step {
-            kind: StepKind::Wait {
-                timeout: Some(Duration::from_secs(3)),
-            },
-            retries: 3,
-        },
-        run(1),
-    ];
+    let steps = [Step { kind: StepKind::Wait { timeout: Some(Duration::from_secs(3)) }, retries: 3 }, run(1)];
     check(
         &steps,
         Policy::default(),
-        World {
-            outcomes: outcomes(&[&[], &[]]),
-            ..World::default()
-        },
+        World { outcomes: outcomes(&[&[], &[]]), ..World::default() },
         "wait 0@0 until Some(3000)",
         "failed/0 not_run/0",
         RoundResult::Failed,
@@ -293,11 +198,7 @@ fn wait_times_out_and_ceases() {
 
 #[test]
 fn interrupt_while_running() {
-    let world = World {
-        outcomes: outcomes(&[&[], &[], &[]]),
-        interrupt_at: Some((1, 1)),
-        ..World::default()
-    };
+    let world = World { outcomes: outcomes(&[&[], &[], &[]]), interrupt_at: Some((1, 1)), ..World::default() };
     check(
         &[run(0), run(1), run(2)],
         Policy::default(),
@@ -326,11 +227,7 @@ fn arb_step() -> impl Strategy<Value = Step> {
 }
 
 fn arb_outcome() -> impl Strategy<Value = Outcome> {
-    prop_oneof![
-        Just(Outcome::Ok),
-        Just(Outcome::Changed),
-        Just(Outcome::Failed)
-    ]
+    prop_oneof![Just(Outcome::Ok), Just(Outcome::Changed), Just(Outcome::Failed)]
 }
 
 proptest! {

@@ -27,11 +27,7 @@ pub const MAX_HUB_FRAME: usize = 16 << 20;
 #[serde(tag = "code")]
 pub enum HubMessage {
     /// First frame on every connection: the challenge the agent's `Handshake` must answer.
-    Hello {
-        nonce: String,
-        protocol_version: u32,
-        hub_version: String,
-    },
+    Hello { nonce: String, protocol_version: u32, hub_version: String },
     /// The handshake was accepted. `last_seq` is the highest `seq` the hub holds from this
     /// instance: the agent drops those from its outbox and replays the rest.
     Welcome { instance_id: String, last_seq: u64 },
@@ -186,16 +182,8 @@ pub enum ProtoError {
 }
 
 const AGENT_CODES: &[&str] = &["Handshake", "StateLog", "RoundStart", "RoundEnd"];
-const HUB_CODES: &[&str] = &[
-    "Hello",
-    "Welcome",
-    "RecipeMetadata",
-    "State",
-    "AgentUpdate",
-    "AppNotReady",
-    "Ack",
-    "Error",
-];
+const HUB_CODES: &[&str] =
+    &["Hello", "Welcome", "RecipeMetadata", "State", "AgentUpdate", "AppNotReady", "Ack", "Error"];
 
 /// Decodes a frame an agent sent.
 pub fn decode_agent(text: &str) -> Result<AgentMessage, ProtoError> {
@@ -207,19 +195,11 @@ pub fn decode_hub(text: &str) -> Result<HubMessage, ProtoError> {
     decode(text, MAX_HUB_FRAME, HUB_CODES)
 }
 
-fn decode<T: serde::de::DeserializeOwned>(
-    text: &str,
-    limit: usize,
-    codes: &[&str],
-) -> Result<T, ProtoError> {
+fn decode<T: serde::de::DeserializeOwned>(text: &str, limit: usize, codes: &[&str]) -> Result<T, ProtoError> {
     if text.len() > limit {
-        return Err(ProtoError::TooLarge {
-            size: text.len(),
-            limit,
-        });
+        return Err(ProtoError::TooLarge { size: text.len(), limit });
     }
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| ProtoError::NotJson(e.to_string()))?;
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| ProtoError::NotJson(e.to_string()))?;
     let Some(code) = value.get("code").and_then(|c| c.as_str()) else {
         return Err(ProtoError::NoCode);
     };
@@ -227,10 +207,7 @@ fn decode<T: serde::de::DeserializeOwned>(
         return Err(ProtoError::UnknownCode(code.chars().take(64).collect()));
     }
     let code = code.to_string();
-    serde_json::from_value(value).map_err(|e| ProtoError::Malformed {
-        code,
-        message: e.to_string(),
-    })
+    serde_json::from_value(value).map_err(|e| ProtoError::Malformed { code, message: e.to_string() })
 }
 
 /// Encodes a message as one JSON text frame.
@@ -242,8 +219,7 @@ pub fn encode<T: Serialize>(message: &T) -> String {
 /// The handshake proof: hex HMAC-SHA256 keyed by the instance secret over
 /// `nonce \n app_id \n instance_id`.
 pub fn handshake_hmac(secret: &str, nonce: &str, app_id: &str, instance_id: &str) -> String {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
-        .expect("HMAC takes a key of any length");
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).expect("HMAC takes a key of any length");
     mac.update(nonce.as_bytes());
     mac.update(b"\n");
     mac.update(app_id.as_bytes());
@@ -253,18 +229,11 @@ pub fn handshake_hmac(secret: &str, nonce: &str, app_id: &str, instance_id: &str
 }
 
 /// Checks a handshake proof in constant time.
-pub fn verify_handshake(
-    secret: &str,
-    nonce: &str,
-    app_id: &str,
-    instance_id: &str,
-    proof: &str,
-) -> bool {
+pub fn verify_handshake(secret: &str, nonce: &str, app_id: &str, instance_id: &str, proof: &str) -> bool {
     let Ok(proof) = hex::decode(proof) else {
         return false;
     };
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
-        .expect("HMAC takes a key of any length");
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).expect("HMAC takes a key of any length");
     mac.update(nonce.as_bytes());
     mac.update(b"\n");
     mac.update(app_id.as_bytes());

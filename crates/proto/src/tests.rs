@@ -7,33 +7,19 @@ use super::*;
 #[test]
 fn original_messages_decode() {
     let m = decode_hub(r#"{"code":"RecipeMetadata","recipe_version":3,"module":{"repo":"x","tag":"y"},"state":[{"id":"a","module":"meta.comment","parameter":{}}]}"#).unwrap();
-    assert!(
-        matches!(m, HubMessage::RecipeMetadata { recipe_version: 3, state: Some(ref s), .. } if s.len() == 1)
-    );
+    assert!(matches!(m, HubMessage::RecipeMetadata { recipe_version: 3, state: Some(ref s), .. } if s.len() == 1));
     assert_eq!(
         decode_hub(r#"{"code":"State","recipe_version":3,"stateid":"w"}"#).unwrap(),
-        HubMessage::State {
-            recipe_version: 3,
-            id: "w".into()
-        }
+        HubMessage::State { recipe_version: 3, id: "w".into() }
     );
-    assert_eq!(
-        decode_hub(r#"{"code":"AppNotReady"}"#).unwrap(),
-        HubMessage::AppNotReady { reason: None }
-    );
+    assert_eq!(decode_hub(r#"{"code":"AppNotReady"}"#).unwrap(), HubMessage::AppNotReady { reason: None });
     let log = decode_agent(r#"{"code":"StateLog","instance_id":"i","app_id":"a","recipe_version":1,"id":"s","state_result":true,"state_comment":null,"state_stdout":null}"#).unwrap();
     assert!(matches!(log, AgentMessage::StateLog(ref l) if l.id == "s" && l.state_result));
 }
 
 #[test]
 fn round_trip_and_unknown_fields() {
-    let m = AgentMessage::RoundEnd {
-        seq: 9,
-        recipe_version: 2,
-        round: 4,
-        result: "failed".into(),
-        duration_ms: 12,
-    };
+    let m = AgentMessage::RoundEnd { seq: 9, recipe_version: 2, round: 4, result: "failed".into(), duration_ms: 12 };
     assert_eq!(decode_agent(&encode(&m)).unwrap(), m);
     let with_extra = r#"{"code":"Ack","seq":5,"future_field":[1,2]}"#;
     assert_eq!(decode_hub(with_extra).unwrap(), HubMessage::Ack { seq: 5 });
@@ -41,29 +27,12 @@ fn round_trip_and_unknown_fields() {
 
 #[test]
 fn refusals() {
-    assert_eq!(
-        decode_agent("nope"),
-        Err(ProtoError::NotJson(
-            "expected ident at line 1 column 2".into()
-        ))
-    );
+    assert_eq!(decode_agent("nope"), Err(ProtoError::NotJson("expected ident at line 1 column 2".into())));
     assert_eq!(decode_agent("{}"), Err(ProtoError::NoCode));
-    assert_eq!(
-        decode_agent(r#"{"code":"Ack","seq":1}"#),
-        Err(ProtoError::UnknownCode("Ack".into()))
-    );
-    assert!(matches!(
-        decode_agent(r#"{"code":"Handshake"}"#),
-        Err(ProtoError::Malformed { .. })
-    ));
-    let big = format!(
-        r#"{{"code":"StateLog","x":"{}"}}"#,
-        "a".repeat(MAX_AGENT_FRAME)
-    );
-    assert!(matches!(
-        decode_agent(&big),
-        Err(ProtoError::TooLarge { .. })
-    ));
+    assert_eq!(decode_agent(r#"{"code":"Ack","seq":1}"#), Err(ProtoError::UnknownCode("Ack".into())));
+    assert!(matches!(decode_agent(r#"{"code":"Handshake"}"#), Err(ProtoError::Malformed { .. })));
+    let big = format!(r#"{{"code":"StateLog","x":"{}"}}"#, "a".repeat(MAX_AGENT_FRAME));
+    assert!(matches!(decode_agent(&big), Err(ProtoError::TooLarge { .. })));
 }
 
 #[test]

@@ -83,10 +83,7 @@ impl Diagnostic {
     }
 
     pub fn warning(kind: Kind, message: impl Into<String>) -> Diagnostic {
-        Diagnostic {
-            severity: Severity::Warning,
-            ..Diagnostic::error(kind, message)
-        }
+        Diagnostic { severity: Severity::Warning, ..Diagnostic::error(kind, message) }
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Diagnostic {
@@ -164,22 +161,12 @@ impl fmt::Display for Diagnostic {
 pub fn suggest<'a>(wanted: &str, known: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
     let mut scored: Vec<(f64, &str)> = known
         .into_iter()
-        .map(|k| {
-            (
-                strsim::jaro_winkler(&wanted.to_lowercase(), &k.to_lowercase()),
-                k,
-            )
-        })
+        .map(|k| (strsim::jaro_winkler(&wanted.to_lowercase(), &k.to_lowercase()), k))
         .filter(|(score, _)| *score > 0.8)
         .collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0));
     let best = scored.first().map(|s| s.0).unwrap_or(0.0);
-    scored
-        .into_iter()
-        .take_while(|(score, _)| best - score < 0.05)
-        .take(3)
-        .map(|(_, k)| k)
-        .collect()
+    scored.into_iter().take_while(|(score, _)| best - score < 0.05).take(3).map(|(_, k)| k).collect()
 }
 
 /// "did you mean `a` or `b`?", or `None` when nothing is close.

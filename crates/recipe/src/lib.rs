@@ -52,11 +52,7 @@ pub struct State {
 
 impl State {
     pub fn state_ref(&self) -> StateRef {
-        StateRef {
-            number: self.number,
-            id: Some(self.id.clone()),
-            module: Some(self.module.clone()),
-        }
+        StateRef { number: self.number, id: Some(self.id.clone()), module: Some(self.module.clone()) }
     }
 }
 
@@ -97,15 +93,7 @@ pub fn parse_lenient(text: &str) -> (Recipe, Vec<Diagnostic>) {
             let recipe = reader.read_document(&root);
             (recipe, reader.diagnostics)
         }
-        Err(e) => (
-            Recipe {
-                version: None,
-                retries: None,
-                states: Vec::new(),
-                warnings: Vec::new(),
-            },
-            e.diagnostics,
-        ),
+        Err(e) => (Recipe { version: None, retries: None, states: Vec::new(), warnings: Vec::new() }, e.diagnostics),
     }
 }
 
@@ -120,9 +108,7 @@ fn parse_root(text: &str) -> Result<Node, RecipeError> {
                 let d = Diagnostic::error(Kind::Syntax, format!("cannot parse the recipe: {}", yaml_error.message))
                     .at(yaml_error.pos)
                     .with_hint("a recipe is YAML or JSON; check the brackets, quotes and indentation near this line");
-                return Err(RecipeError {
-                    diagnostics: vec![d],
-                });
+                return Err(RecipeError { diagnostics: vec![d] });
             }
         },
     };
@@ -143,29 +129,13 @@ pub fn from_node(root: &Node) -> Result<Recipe, RecipeError> {
 
 fn finish(recipe: Recipe, mut diagnostics: Vec<Diagnostic>) -> Result<Recipe, RecipeError> {
     if diagnostics.iter().any(Diagnostic::is_error) {
-        diagnostics.sort_by_key(|d| {
-            (
-                d.severity == Severity::Warning,
-                d.state.as_ref().map(|s| s.number).unwrap_or(0),
-            )
-        });
+        diagnostics.sort_by_key(|d| (d.severity == Severity::Warning, d.state.as_ref().map(|s| s.number).unwrap_or(0)));
         return Err(RecipeError { diagnostics });
     }
-    Ok(Recipe {
-        warnings: diagnostics,
-        ..recipe
-    })
+    Ok(Recipe { warnings: diagnostics, ..recipe })
 }
 
-const STATE_KEYS: &[&str] = &[
-    "id",
-    "stateid",
-    "module",
-    "parameter",
-    "retries",
-    "timeout",
-    "sensitive",
-];
+const STATE_KEYS: &[&str] = &["id", "stateid", "module", "parameter", "retries", "timeout", "sensitive"];
 
 #[derive(Default)]
 struct Reader {
@@ -178,12 +148,7 @@ impl Reader {
     }
 
     fn read_document(&mut self, root: &Node) -> Recipe {
-        let mut recipe = Recipe {
-            version: None,
-            retries: None,
-            states: Vec::new(),
-            warnings: Vec::new(),
-        };
+        let mut recipe = Recipe { version: None, retries: None, states: Vec::new(), warnings: Vec::new() };
         let shape_hint = "a recipe is a mapping with `version:` and `states:` (YAML), `recipe_version` and `state` (wire form), or `component` (IDE export)";
         match &root.value {
             Value::Map(_) => {}
@@ -191,25 +156,19 @@ impl Reader {
                 // A bare list of states: accepted, as a convenience for hand-written files.
                 recipe.states = self.read_states(root, 0);
                 self.check_unique_ids(&recipe.states);
-                recipe
-                    .states
-                    .retain(|s| catalog::is_known_module(&s.module));
+                recipe.states.retain(|s| catalog::is_known_module(&s.module));
                 return recipe;
             }
             _ => {
                 self.error(
-                    Diagnostic::error(
-                        Kind::Shape,
-                        format!("expected a recipe mapping, found {}", root.kind()),
-                    )
-                    .at(root.pos)
-                    .with_hint(shape_hint),
+                    Diagnostic::error(Kind::Shape, format!("expected a recipe mapping, found {}", root.kind()))
+                        .at(root.pos)
+                        .with_hint(shape_hint),
                 );
                 return recipe;
             }
         }
-        recipe.version =
-            self.read_version(root.get("recipe_version").or_else(|| root.get("version")));
+        recipe.version = self.read_version(root.get("recipe_version").or_else(|| root.get("version")));
         if let Some(node) = root.get("retries") {
             recipe.retries = self.read_u32(node, "retries", None);
         }
@@ -218,10 +177,7 @@ impl Reader {
                 self.error(
                     Diagnostic::error(
                         Kind::Shape,
-                        format!(
-                            "`component` must be a mapping of component names, found {}",
-                            components.kind()
-                        ),
+                        format!("`component` must be a mapping of component names, found {}", components.kind()),
                     )
                     .at(components.pos),
                 );
@@ -238,16 +194,12 @@ impl Reader {
             recipe.states = self.read_states(states, 0);
         } else if root.get("recipe_version").is_none() {
             self.error(
-                Diagnostic::error(Kind::Shape, "the recipe has no `states` list")
-                    .at(root.pos)
-                    .with_hint(shape_hint),
+                Diagnostic::error(Kind::Shape, "the recipe has no `states` list").at(root.pos).with_hint(shape_hint),
             );
         }
         self.check_unique_ids(&recipe.states);
         // States of unknown modules were reported; what remains is what the modules can check.
-        recipe
-            .states
-            .retain(|s| catalog::is_known_module(&s.module));
+        recipe.states.retain(|s| catalog::is_known_module(&s.module));
         recipe
     }
 
@@ -256,19 +208,13 @@ impl Reader {
         if matches!(node.value, Value::Null) {
             return None;
         }
-        match node
-            .scalar_text()
-            .and_then(|t| t.trim().parse::<u64>().ok())
-        {
+        match node.scalar_text().and_then(|t| t.trim().parse::<u64>().ok()) {
             Some(v) => Some(v),
             None => {
                 self.error(
                     Diagnostic::error(
                         Kind::WrongType,
-                        format!(
-                            "the recipe version must be a whole number, found {}",
-                            node.kind()
-                        ),
+                        format!("the recipe version must be a whole number, found {}", node.kind()),
                     )
                     .at(node.pos)
                     .with_hint("write e.g. `version: 3`"),
@@ -279,10 +225,7 @@ impl Reader {
     }
 
     fn read_u32(&mut self, node: &Node, what: &str, state: Option<StateRef>) -> Option<u32> {
-        match node
-            .scalar_text()
-            .and_then(|t| t.trim().parse::<u32>().ok())
-        {
+        match node.scalar_text().and_then(|t| t.trim().parse::<u32>().ok()) {
             Some(v) => Some(v),
             None => {
                 let mut d = Diagnostic::error(
@@ -301,11 +244,8 @@ impl Reader {
         let Value::Seq(items) = &list.value else {
             if !matches!(list.value, Value::Null) {
                 self.error(
-                    Diagnostic::error(
-                        Kind::Shape,
-                        format!("the states must be a list, found {}", list.kind()),
-                    )
-                    .at(list.pos),
+                    Diagnostic::error(Kind::Shape, format!("the states must be a list, found {}", list.kind()))
+                        .at(list.pos),
                 );
             }
             return Vec::new();
@@ -320,30 +260,19 @@ impl Reader {
     }
 
     fn read_state(&mut self, item: &Node, number: usize) -> Option<State> {
-        let mut sref = StateRef {
-            number,
-            id: None,
-            module: None,
-        };
+        let mut sref = StateRef { number, id: None, module: None };
         let Some(entries) = item.as_map() else {
             self.error(
                 Diagnostic::error(
                     Kind::Shape,
-                    format!(
-                        "a state must be a mapping with `id`, `module` and `parameter`, found {}",
-                        item.kind()
-                    ),
+                    format!("a state must be a mapping with `id`, `module` and `parameter`, found {}", item.kind()),
                 )
                 .state(sref)
                 .at(item.pos),
             );
             return None;
         };
-        let id = item
-            .get("id")
-            .or_else(|| item.get("stateid"))
-            .and_then(Node::scalar_text)
-            .filter(|s| !s.is_empty());
+        let id = item.get("id").or_else(|| item.get("stateid")).and_then(Node::scalar_text).filter(|s| !s.is_empty());
         sref.id = id.clone();
         let module = item.get("module").and_then(Node::scalar_text);
         sref.module = module.clone();
@@ -366,9 +295,8 @@ impl Reader {
             }
             Some(m) if !catalog::is_known_module(m) => {
                 let pos = item.get("module").and_then(|n| n.pos);
-                let hint = diag::did_you_mean(m, catalog::ORIGINAL_MODULES).unwrap_or_else(|| {
-                    "see the module reference in the README for the known module ids".into()
-                });
+                let hint = diag::did_you_mean(m, catalog::ORIGINAL_MODULES)
+                    .unwrap_or_else(|| "see the module reference in the README for the known module ids".into());
                 self.error(
                     Diagnostic::error(Kind::UnknownModule, format!("unknown module `{m}`"))
                         .state(sref.clone())
@@ -409,9 +337,7 @@ impl Reader {
         };
         for entry in entries {
             match entry.key.as_str() {
-                "retries" => {
-                    state.retries = self.read_u32(&entry.value, "retries", Some(sref.clone()))
-                }
+                "retries" => state.retries = self.read_u32(&entry.value, "retries", Some(sref.clone())),
                 "timeout" => {
                     state.timeout = self
                         .read_u32(&entry.value, "timeout", Some(sref.clone()))
@@ -427,15 +353,14 @@ impl Reader {
                 },
                 key if STATE_KEYS.contains(&key) || key.starts_with('_') => {}
                 key => {
-                    let hint = diag::did_you_mean(key, STATE_KEYS).unwrap_or_else(|| "state keys are `id`, `module`, `parameter`, `retries`, `timeout` and `sensitive`".into());
+                    let hint = diag::did_you_mean(key, STATE_KEYS).unwrap_or_else(|| {
+                        "state keys are `id`, `module`, `parameter`, `retries`, `timeout` and `sensitive`".into()
+                    });
                     self.diagnostics.push(
-                        Diagnostic::warning(
-                            Kind::IgnoredKey,
-                            format!("unknown state key `{key}` is ignored"),
-                        )
-                        .state(sref.clone())
-                        .at(entry.key_pos)
-                        .with_hint(hint),
+                        Diagnostic::warning(Kind::IgnoredKey, format!("unknown state key `{key}` is ignored"))
+                            .state(sref.clone())
+                            .at(entry.key_pos)
+                            .with_hint(hint),
                     );
                 }
             }
@@ -446,17 +371,11 @@ impl Reader {
     fn check_unique_ids(&mut self, states: &[State]) {
         for (i, state) in states.iter().enumerate() {
             if let Some(first) = states[..i].iter().find(|s| s.id == state.id) {
-                let first_at = first
-                    .pos
-                    .map(|p| format!(" (line {})", p.line))
-                    .unwrap_or_default();
+                let first_at = first.pos.map(|p| format!(" (line {})", p.line)).unwrap_or_default();
                 self.error(
                     Diagnostic::error(
                         Kind::DuplicateId,
-                        format!(
-                            "state id `{}` is already used by state {}{first_at}",
-                            state.id, first.number
-                        ),
+                        format!("state id `{}` is already used by state {}{first_at}", state.id, first.number),
                     )
                     .state(state.state_ref())
                     .at(state.pos)

@@ -70,10 +70,7 @@ impl Node {
 
     /// The value at `key` of a mapping (the first one, should the key repeat).
     pub fn get(&self, key: &str) -> Option<&Node> {
-        self.as_map()?
-            .iter()
-            .find(|e| e.key == key)
-            .map(|e| &e.value)
+        self.as_map()?.iter().find(|e| e.key == key).map(|e| &e.value)
     }
 
     /// A word for the kind of value, for error messages ("a list", "a string").
@@ -104,17 +101,9 @@ impl Node {
             serde_json::Value::Bool(b) => Value::Bool(*b),
             serde_json::Value::Number(n) => Value::Number(n.to_string()),
             serde_json::Value::String(s) => Value::String(s.clone()),
-            serde_json::Value::Array(items) => {
-                Value::Seq(items.iter().map(Node::from_json).collect())
-            }
+            serde_json::Value::Array(items) => Value::Seq(items.iter().map(Node::from_json).collect()),
             serde_json::Value::Object(map) => Value::Map(
-                map.iter()
-                    .map(|(k, v)| Entry {
-                        key: k.clone(),
-                        key_pos: None,
-                        value: Node::from_json(v),
-                    })
-                    .collect(),
+                map.iter().map(|(k, v)| Entry { key: k.clone(), key_pos: None, value: Node::from_json(v) }).collect(),
             ),
         };
         Node { value, pos: None }
@@ -126,10 +115,9 @@ impl Node {
 pub fn parse_yaml(text: &str) -> Result<Node, SyntaxError> {
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(text);
-    parser.load(&mut builder, true).map_err(|e| SyntaxError {
-        message: e.info().to_string(),
-        pos: Some(to_pos(*e.marker())),
-    })?;
+    parser
+        .load(&mut builder, true)
+        .map_err(|e| SyntaxError { message: e.info().to_string(), pos: Some(to_pos(*e.marker())) })?;
     if let Some(error) = builder.error {
         return Err(error);
     }
@@ -139,18 +127,12 @@ pub fn parse_yaml(text: &str) -> Result<Node, SyntaxError> {
             pos: builder.second_document,
         });
     }
-    Ok(builder.root.unwrap_or(Node {
-        value: Value::Null,
-        pos: None,
-    }))
+    Ok(builder.root.unwrap_or(Node { value: Value::Null, pos: None }))
 }
 
 fn to_pos(mark: Marker) -> Pos {
     // yaml-rust2 counts lines from 1 and columns from 0.
-    Pos {
-        line: mark.line(),
-        col: mark.col() + 1,
-    }
+    Pos { line: mark.line(), col: mark.col() + 1 }
 }
 
 /// A collection being built: its node, for a mapping the key waiting for its value, and its anchor.
@@ -186,29 +168,19 @@ impl Builder {
         match &mut parent.value {
             Value::Seq(items) => items.push(node),
             Value::Map(entries) => match pending_key.take() {
-                None => match node
-                    .scalar_text()
-                    .or(matches!(node.value, Value::Null).then(String::new))
-                {
+                None => match node.scalar_text().or(matches!(node.value, Value::Null).then(String::new)) {
                     Some(key) => *pending_key = Some((key, node.pos)),
                     None => {
                         if self.error.is_none() {
                             self.error = Some(SyntaxError {
-                                message: format!(
-                                    "a mapping key must be a plain value, not {}",
-                                    node.kind()
-                                ),
+                                message: format!("a mapping key must be a plain value, not {}", node.kind()),
                                 pos: node.pos,
                             });
                         }
                         *pending_key = Some((String::new(), node.pos));
                     }
                 },
-                Some((key, key_pos)) => entries.push(Entry {
-                    key,
-                    key_pos,
-                    value: node,
-                }),
+                Some((key, key_pos)) => entries.push(Entry { key, key_pos, value: node }),
             },
             _ => unreachable!("only collections are pushed on the stack"),
         }
@@ -233,14 +205,8 @@ impl MarkedEventReceiver for Builder {
                 };
                 self.push_value(Node { value, pos }, anchor);
             }
-            Event::SequenceStart(anchor, _) => {
-                self.stack
-                    .push((Node::new(Value::Seq(Vec::new()), pos), None, anchor))
-            }
-            Event::MappingStart(anchor, _) => {
-                self.stack
-                    .push((Node::new(Value::Map(Vec::new()), pos), None, anchor))
-            }
+            Event::SequenceStart(anchor, _) => self.stack.push((Node::new(Value::Seq(Vec::new()), pos), None, anchor)),
+            Event::MappingStart(anchor, _) => self.stack.push((Node::new(Value::Map(Vec::new()), pos), None, anchor)),
             Event::SequenceEnd | Event::MappingEnd => {
                 if let Some((mut node, _, anchor)) = self.stack.pop() {
                     // A block mapping's start mark falls after its first key; point at that key.
@@ -253,22 +219,14 @@ impl MarkedEventReceiver for Builder {
                 }
             }
             Event::Alias(id) => {
-                let node = self
-                    .anchors
-                    .iter()
-                    .rev()
-                    .find(|(a, _)| *a == id)
-                    .map(|(_, n)| n.clone());
+                let node = self.anchors.iter().rev().find(|(a, _)| *a == id).map(|(_, n)| n.clone());
                 match node {
                     Some(mut node) => {
                         node.pos = pos;
                         self.insert(node);
                     }
                     None => {
-                        self.error.get_or_insert(SyntaxError {
-                            message: "alias to an unknown anchor".into(),
-                            pos,
-                        });
+                        self.error.get_or_insert(SyntaxError { message: "alias to an unknown anchor".into(), pos });
                     }
                 }
             }
@@ -290,18 +248,12 @@ fn resolve_plain(text: String) -> Value {
 
 fn looks_numeric(text: &str) -> bool {
     let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
-    if let Some(hex) = digits
-        .strip_prefix("0x")
-        .or_else(|| digits.strip_prefix("0o"))
-    {
+    if let Some(hex) = digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0o")) {
         return !hex.is_empty() && hex.chars().all(|c| c.is_ascii_hexdigit());
     }
     !digits.is_empty()
         && digits.parse::<f64>().is_ok()
-        && digits
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_digit() || c == '.')
+        && digits.chars().next().is_some_and(|c| c.is_ascii_digit() || c == '.')
 }
 
 #[cfg(test)]
@@ -311,10 +263,7 @@ mod tests {
     #[test]
     fn positions_and_raw_numbers() {
         let node = parse_yaml("a: 1\nmode: 0644\nlist:\n  - x\n  - 'y'\n").unwrap();
-        assert_eq!(
-            node.get("mode").unwrap().value,
-            Value::Number("0644".into())
-        );
+        assert_eq!(node.get("mode").unwrap().value, Value::Number("0644".into()));
         assert_eq!(node.get("mode").unwrap().pos, Some(Pos { line: 2, col: 7 }));
         let list = node.get("list").unwrap();
         assert_eq!(list.pos.map(|p| p.line), Some(4));
@@ -325,9 +274,7 @@ mod tests {
     fn json_is_yaml() {
         let node = parse_yaml("{\"a\":1,\t\"b\": [true, null, \"\\u00e9\"], \"c\": {}}").unwrap();
         assert_eq!(node.get("a").unwrap().value, Value::Number("1".into()));
-        let Value::Seq(items) = &node.get("b").unwrap().value else {
-            panic!()
-        };
+        let Value::Seq(items) = &node.get("b").unwrap().value else { panic!() };
         assert_eq!(items[0].value, Value::Bool(true));
         assert_eq!(items[1].value, Value::Null);
         assert_eq!(items[2].value, Value::String("é".into()));

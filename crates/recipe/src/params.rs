@@ -43,10 +43,7 @@ impl<'a> ParamReader<'a> {
         message: impl Into<String>,
         hint: Option<String>,
     ) {
-        let mut d = Diagnostic::error(kind, message)
-            .state(self.state.clone())
-            .param(param)
-            .at(pos.or(self.pos));
+        let mut d = Diagnostic::error(kind, message).state(self.state.clone()).param(param).at(pos.or(self.pos));
         d.hint = hint;
         self.diagnostics.push(d);
     }
@@ -64,9 +61,7 @@ impl<'a> ParamReader<'a> {
 
     /// Whether the parameter is given (and not null).
     pub fn has(&self, name: &str) -> bool {
-        self.entries
-            .iter()
-            .any(|e| e.key == name && !matches!(e.value.value, Value::Null))
+        self.entries.iter().any(|e| e.key == name && !matches!(e.value.value, Value::Null))
     }
 
     pub fn required_string(&mut self, name: &str, hint: &str) -> Option<String> {
@@ -90,13 +85,7 @@ impl<'a> ParamReader<'a> {
         match node.scalar_text() {
             Some(text) => Some(text),
             None => {
-                self.report(
-                    Kind::WrongType,
-                    name,
-                    node.pos,
-                    format!("expected a string, found {}", node.kind()),
-                    None,
-                );
+                self.report(Kind::WrongType, name, node.pos, format!("expected a string, found {}", node.kind()), None);
                 None
             }
         }
@@ -111,13 +100,7 @@ impl<'a> ParamReader<'a> {
                 "true" | "yes" | "1" => Some(true),
                 "false" | "no" | "0" | "" => Some(false),
                 _ => {
-                    self.report(
-                        Kind::WrongType,
-                        name,
-                        node.pos,
-                        format!("expected true or false, found `{s}`"),
-                        None,
-                    );
+                    self.report(Kind::WrongType, name, node.pos, format!("expected true or false, found `{s}`"), None);
                     None
                 }
             },
@@ -138,14 +121,9 @@ impl<'a> ParamReader<'a> {
     /// A non-negative whole number; `"600"` strings are accepted.
     pub fn u64(&mut self, name: &str) -> Option<u64> {
         let node = self.node(name)?;
-        let parsed = node
-            .scalar_text()
-            .and_then(|t| t.trim().parse::<u64>().ok());
+        let parsed = node.scalar_text().and_then(|t| t.trim().parse::<u64>().ok());
         if parsed.is_none() {
-            let found = node
-                .scalar_text()
-                .map(|t| format!("`{t}`"))
-                .unwrap_or_else(|| node.kind().to_string());
+            let found = node.scalar_text().map(|t| format!("`{t}`")).unwrap_or_else(|| node.kind().to_string());
             self.report(
                 Kind::WrongType,
                 name,
@@ -163,19 +141,13 @@ impl<'a> ParamReader<'a> {
         let node = self.node(name)?;
         let text = node.scalar_text().unwrap_or_default();
         let digits = text.trim().trim_start_matches("0o");
-        let parsed = if !digits.is_empty()
-            && digits.len() <= 4
-            && digits.chars().all(|c| ('0'..='7').contains(&c))
-        {
+        let parsed = if !digits.is_empty() && digits.len() <= 4 && digits.chars().all(|c| ('0'..='7').contains(&c)) {
             u32::from_str_radix(digits, 8).ok()
         } else {
             None
         };
         if parsed.is_none() {
-            let found = node
-                .scalar_text()
-                .map(|t| format!("`{t}`"))
-                .unwrap_or_else(|| node.kind().to_string());
+            let found = node.scalar_text().map(|t| format!("`{t}`")).unwrap_or_else(|| node.kind().to_string());
             self.report(
                 Kind::BadValue,
                 name,
@@ -240,20 +212,14 @@ impl<'a> ParamReader<'a> {
                                     Kind::WrongType,
                                     &format!("{name}.{}", entry.key),
                                     entry.value.pos,
-                                    format!(
-                                        "expected a string value, found {}",
-                                        entry.value.kind()
-                                    ),
+                                    format!("expected a string value, found {}", entry.value.kind()),
                                     None,
                                 );
                                 continue;
                             }
                         },
                     };
-                    out.push(DictEntry {
-                        key: entry.key.clone(),
-                        value,
-                    });
+                    out.push(DictEntry { key: entry.key.clone(), value });
                 }
                 Some(out)
             }
@@ -268,8 +234,26 @@ impl<'a> ParamReader<'a> {
                     });
                     match (item.as_map(), key) {
                         (Some(_), Some(key)) if !key.is_empty() => out.push(DictEntry { key, value }),
-                        (Some(_), _) => self.report(Kind::WrongType, &format!("{path}.key"), item.pos, "each entry needs a non-empty `key`", Some("write entries as {\"key\": \"name\", \"value\": \"...\"}, or use a plain mapping".into())),
-                        (None, _) => self.report(Kind::WrongType, &path, item.pos, format!("expected a {{key, value}} entry, found {}", item.kind()), Some("write entries as {\"key\": \"name\", \"value\": \"...\"}, or use a plain mapping".into())),
+                        (Some(_), _) => self.report(
+                            Kind::WrongType,
+                            &format!("{path}.key"),
+                            item.pos,
+                            "each entry needs a non-empty `key`",
+                            Some(
+                                "write entries as {\"key\": \"name\", \"value\": \"...\"}, or use a plain mapping"
+                                    .into(),
+                            ),
+                        ),
+                        (None, _) => self.report(
+                            Kind::WrongType,
+                            &path,
+                            item.pos,
+                            format!("expected a {{key, value}} entry, found {}", item.kind()),
+                            Some(
+                                "write entries as {\"key\": \"name\", \"value\": \"...\"}, or use a plain mapping"
+                                    .into(),
+                            ),
+                        ),
                     }
                 }
                 Some(out)
@@ -279,10 +263,7 @@ impl<'a> ParamReader<'a> {
                     Kind::WrongType,
                     name,
                     node.pos,
-                    format!(
-                        "expected a mapping or a list of {{key, value}} entries, found {}",
-                        node.kind()
-                    ),
+                    format!("expected a mapping or a list of {{key, value}} entries, found {}", node.kind()),
                     None,
                 );
                 None
@@ -292,11 +273,7 @@ impl<'a> ParamReader<'a> {
 
     /// Ends reading: every parameter not read is unknown (an error, with the closest known names);
     /// `ignored` names are accepted for compatibility and produce a warning only.
-    pub fn finish(
-        mut self,
-        known: &[&str],
-        ignored: &[&str],
-    ) -> Result<Vec<Diagnostic>, Vec<Diagnostic>> {
+    pub fn finish(mut self, known: &[&str], ignored: &[&str]) -> Result<Vec<Diagnostic>, Vec<Diagnostic>> {
         let mut warnings = Vec::new();
         for (entry, used) in self.entries.iter().zip(&self.used) {
             if *used || entry.key.starts_with('_') {
@@ -306,10 +283,7 @@ impl<'a> ParamReader<'a> {
                 warnings.push(
                     Diagnostic::warning(
                         Kind::IgnoredKey,
-                        format!(
-                            "parameter `{}` is accepted for compatibility and ignored",
-                            entry.key
-                        ),
+                        format!("parameter `{}` is accepted for compatibility and ignored", entry.key),
                     )
                     .state(self.state.clone())
                     .param(&entry.key)
@@ -320,20 +294,13 @@ impl<'a> ParamReader<'a> {
             let hint = did_you_mean(&entry.key, known).or_else(|| {
                 Some(format!(
                     "the parameters of this module are: {}",
-                    known
-                        .iter()
-                        .map(|k| format!("`{k}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
                 ))
             });
-            let mut d = Diagnostic::error(
-                Kind::UnknownParameter,
-                format!("unknown parameter `{}`", entry.key),
-            )
-            .state(self.state.clone())
-            .param(&entry.key)
-            .at(entry.key_pos.or(self.pos));
+            let mut d = Diagnostic::error(Kind::UnknownParameter, format!("unknown parameter `{}`", entry.key))
+                .state(self.state.clone())
+                .param(&entry.key)
+                .at(entry.key_pos.or(self.pos));
             d.hint = hint;
             self.diagnostics.push(d);
         }

@@ -12,13 +12,7 @@ fn render(text: &str) -> String {
             let mut out = format!("version {:?}\n", recipe.version);
             for s in &recipe.states {
                 let keys: Vec<&str> = s.params.iter().map(|e| e.key.as_str()).collect();
-                out.push_str(&format!(
-                    "{} {} {} [{}]\n",
-                    s.number,
-                    s.id,
-                    s.module,
-                    keys.join(",")
-                ));
+                out.push_str(&format!("{} {} {} [{}]\n", s.number, s.id, s.module, keys.join(",")));
             }
             for w in &recipe.warnings {
                 out.push_str(&format!("{w}\n"));

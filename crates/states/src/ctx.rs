@@ -49,20 +49,13 @@ impl RoundCtx {
     pub fn user(&self, name: &str) -> Result<UserInfo, StateError> {
         let mut cache = self.users.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(hit) = cache.get(name) {
-            return hit
-                .clone()
-                .ok_or_else(|| StateError::UnknownUser(name.to_string()));
+            return hit.clone().ok_or_else(|| StateError::UnknownUser(name.to_string()));
         }
         let found = match name.parse::<u32>() {
             Ok(uid) => User::from_uid(Uid::from_raw(uid)).ok().flatten(),
             Err(_) => User::from_name(name).ok().flatten(),
         };
-        let info = found.map(|u| UserInfo {
-            name: u.name,
-            uid: u.uid.as_raw(),
-            gid: u.gid.as_raw(),
-            home: u.dir,
-        });
+        let info = found.map(|u| UserInfo { name: u.name, uid: u.uid.as_raw(), gid: u.gid.as_raw(), home: u.dir });
         // A numeric id with no passwd entry is still a valid owner.
         let info = info.or_else(|| {
             name.parse::<u32>().ok().map(|uid| UserInfo {
@@ -84,10 +77,7 @@ impl RoundCtx {
         }
         let gid = match name.parse::<u32>() {
             Ok(gid) => Some(gid),
-            Err(_) => Group::from_name(name)
-                .ok()
-                .flatten()
-                .map(|g| g.gid.as_raw()),
+            Err(_) => Group::from_name(name).ok().flatten().map(|g| g.gid.as_raw()),
         };
         cache.insert(name.to_string(), gid);
         gid.ok_or_else(|| StateError::UnknownGroup(name.to_string()))
@@ -103,20 +93,12 @@ impl RoundCtx {
 
     /// Name of a group id, for messages.
     pub fn group_name(gid: u32) -> String {
-        Group::from_gid(Gid::from_raw(gid))
-            .ok()
-            .flatten()
-            .map(|g| g.name)
-            .unwrap_or_else(|| gid.to_string())
+        Group::from_gid(Gid::from_raw(gid)).ok().flatten().map(|g| g.name).unwrap_or_else(|| gid.to_string())
     }
 
     /// Name of a user id, for messages.
     pub fn user_name(uid: u32) -> String {
-        User::from_uid(Uid::from_raw(uid))
-            .ok()
-            .flatten()
-            .map(|u| u.name)
-            .unwrap_or_else(|| uid.to_string())
+        User::from_uid(Uid::from_raw(uid)).ok().flatten().map(|u| u.name).unwrap_or_else(|| uid.to_string())
     }
 }
 
@@ -140,11 +122,6 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn new(round: Arc<RoundCtx>, cancel: CancellationToken, timeout: Duration) -> Ctx {
-        Ctx {
-            round,
-            cancel,
-            timeout,
-            sensitive: false,
-        }
+        Ctx { round, cancel, timeout, sensitive: false }
     }
 }

@@ -8,11 +8,7 @@ pub const MAX_DIFF_BYTES: usize = 10 * 1024;
 /// A unified diff from `old` to `new` labelled with `path`; binary contents get a one-line note.
 pub fn unified(path: &str, old: &[u8], new: &[u8]) -> String {
     let (Ok(old_text), Ok(new_text)) = (std::str::from_utf8(old), std::str::from_utf8(new)) else {
-        return format!(
-            "binary content of {path} differs ({} -> {} bytes)\n",
-            old.len(),
-            new.len()
-        );
+        return format!("binary content of {path} differs ({} -> {} bytes)\n", old.len(), new.len());
     };
     let diff = TextDiff::from_lines(old_text, new_text);
     let mut text = diff

@@ -88,28 +88,19 @@ pub fn set_owner(path: &Path, owner: Owner) -> io::Result<()> {
 
 /// Which parts of `owner` differ from what `meta` has.
 pub fn owner_differs(meta: &fs::Metadata, owner: Owner) -> (bool, bool) {
-    (
-        owner.uid.is_some_and(|u| u != meta.uid()),
-        owner.gid.is_some_and(|g| g != meta.gid()),
-    )
+    (owner.uid.is_some_and(|u| u != meta.uid()), owner.gid.is_some_and(|g| g != meta.gid()))
 }
 
 fn open_unnamed(dir: &Path) -> io::Result<File> {
-    let fd = nix::fcntl::open(
-        dir,
-        OFlag::O_TMPFILE | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
-        Mode::from_bits_truncate(0o600),
-    )?;
+    let fd =
+        nix::fcntl::open(dir, OFlag::O_TMPFILE | OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::from_bits_truncate(0o600))?;
     Ok(File::from(fd))
 }
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 fn temp_name(dir: &Path, target: &Path) -> PathBuf {
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     dir.join(format!(".{name}.opsagent-{}-{n}.tmp", std::process::id()))
 }
@@ -136,13 +127,7 @@ fn link_unnamed(file: &File, dir: &Path, target: &Path) -> io::Result<PathBuf> {
 fn create_named_temp(dir: &Path, target: &Path) -> io::Result<(File, PathBuf)> {
     loop {
         let name = temp_name(dir, target);
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc_o_cloexec())
-            .open(&name)
-        {
+        match OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(libc_o_cloexec()).open(&name) {
             Ok(file) => return Ok((file, name)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(e),
@@ -168,10 +153,6 @@ mod tests {
         write_atomic(&path, b"two", 0o600, Owner::default()).unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"two");
         assert_eq!(mode_of(&fs::metadata(&path).unwrap()), 0o600);
-        assert_eq!(
-            fs::read_dir(dir.path()).unwrap().count(),
-            1,
-            "no temporary file is left"
-        );
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file is left");
     }
 }

@@ -41,10 +41,7 @@ pub struct Compiled {
 impl Compiled {
     /// The state's timeout: the recipe's override, else the module's default.
     pub fn timeout(&self) -> Duration {
-        self.state
-            .timeout
-            .or_else(|| self.module.own_timeout())
-            .unwrap_or(DEFAULT_TIMEOUT)
+        self.state.timeout.or_else(|| self.module.own_timeout()).unwrap_or(DEFAULT_TIMEOUT)
     }
 }
 
@@ -61,10 +58,7 @@ pub fn compile(recipe: &Recipe) -> Result<(Vec<Compiled>, Vec<Diagnostic>), Vec<
         match Module::from_state(state) {
             Ok((module, w)) => {
                 warnings.extend(w);
-                states.push(Compiled {
-                    state: state.clone(),
-                    module,
-                });
+                states.push(Compiled { state: state.clone(), module });
             }
             Err(diagnostics) => {
                 for d in diagnostics {
@@ -89,10 +83,7 @@ pub fn compile(recipe: &Recipe) -> Result<(Vec<Compiled>, Vec<Diagnostic>), Vec<
 pub fn not_yet_supported(state: &State) -> Diagnostic {
     Diagnostic::error(
         Kind::NotYetSupported,
-        format!(
-            "module `{}` is not yet supported by this version of opsagent",
-            state.module
-        ),
+        format!("module `{}` is not yet supported by this version of opsagent", state.module),
     )
     .state(state.state_ref())
     .at(state.pos)
@@ -138,11 +129,7 @@ pub struct Change {
 
 impl Change {
     pub fn new(action: Action, target: impl Into<String>, detail: impl Into<String>) -> Change {
-        Change {
-            action,
-            target: target.into(),
-            detail: detail.into(),
-        }
+        Change { action, target: target.into(), detail: detail.into() }
     }
 }
 
@@ -182,11 +169,7 @@ pub struct Outcome {
 
 impl From<Plan> for Outcome {
     fn from(plan: Plan) -> Outcome {
-        Outcome {
-            changes: plan.changes,
-            diff: plan.diff,
-            ..Outcome::default()
-        }
+        Outcome { changes: plan.changes, diff: plan.diff, ..Outcome::default() }
     }
 }
 
@@ -207,11 +190,7 @@ pub enum StateError {
     #[error("`{}` {problem}", path.display())]
     Conflict { path: PathBuf, problem: String },
     #[error("the command {termination}")]
-    Command {
-        termination: process::Termination,
-        stdout: Tail,
-        stderr: Tail,
-    },
+    Command { termination: process::Termination, stdout: Tail, stderr: Tail },
     #[error("cannot start `{program}`: {source}")]
     Spawn {
         program: String,

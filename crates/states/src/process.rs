@@ -59,16 +59,10 @@ impl fmt::Display for Termination {
         match self {
             Termination::Exited(code) => write!(f, "exited with status {code}"),
             Termination::Signalled(sig) => {
-                let name = Signal::try_from(*sig)
-                    .map(|s| s.as_str())
-                    .unwrap_or("an unknown signal");
+                let name = Signal::try_from(*sig).map(|s| s.as_str()).unwrap_or("an unknown signal");
                 write!(f, "was killed by {name}")
             }
-            Termination::TimedOut(t) => write!(
-                f,
-                "timed out after {}s; its process group was killed",
-                t.as_secs()
-            ),
+            Termination::TimedOut(t) => write!(f, "timed out after {}s; its process group was killed", t.as_secs()),
             Termination::Cancelled => write!(f, "was interrupted; its process group was killed"),
         }
     }
@@ -118,11 +112,7 @@ pub struct Output {
 const PIPE_GRACE: Duration = Duration::from_millis(500);
 
 /// Runs `spec` to completion, timeout or cancellation. An error means it could not start.
-pub async fn run(
-    spec: &Spec,
-    limits: Limits,
-    cancel: &CancellationToken,
-) -> std::io::Result<Output> {
+pub async fn run(spec: &Spec, limits: Limits, cancel: &CancellationToken) -> std::io::Result<Output> {
     let mut command = Command::new(&spec.program);
     command
         .args(&spec.args)
@@ -190,20 +180,11 @@ pub async fn run(
             stop
         }
     };
-    Ok(Output {
-        termination,
-        stdout: out_tail,
-        stderr: err_tail,
-    })
+    Ok(Output { termination, stdout: out_tail, stderr: err_tail })
 }
 
 /// SIGTERM the group, give it `grace` to end, SIGKILL whatever is left, reap the child.
-async fn kill_group(
-    child: &mut tokio::process::Child,
-    pgid: Pid,
-    child_reaped: bool,
-    grace: Duration,
-) {
+async fn kill_group(child: &mut tokio::process::Child, pgid: Pid, child_reaped: bool, grace: Duration) {
     let _ = killpg(pgid, Signal::SIGTERM);
     if !child_reaped {
         let _ = tokio::time::timeout(grace, child.wait()).await;

@@ -19,12 +19,7 @@ pub struct Scratch {
 
 impl Scratch {
     pub fn new() -> Scratch {
-        Scratch {
-            dir: tempfile::Builder::new()
-                .prefix("opsagent-test-")
-                .tempdir()
-                .expect("temp dir"),
-        }
+        Scratch { dir: tempfile::Builder::new().prefix("opsagent-test-").tempdir().expect("temp dir") }
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -34,22 +29,13 @@ impl Scratch {
     /// Writes a recipe file; `@` in it stands for the scratch directory.
     pub fn recipe(&self, name: &str, text: &str) -> PathBuf {
         let path = self.path(name);
-        std::fs::write(
-            &path,
-            text.replace('@', &self.dir.path().display().to_string()),
-        )
-        .unwrap();
+        std::fs::write(&path, text.replace('@', &self.dir.path().display().to_string())).unwrap();
         path
     }
 
     pub fn apply(&self, recipe: &Path, extra: &[&str]) -> Run {
         let mut cmd = Command::new(bin());
-        cmd.arg("apply")
-            .arg(recipe)
-            .args(extra)
-            .arg("--state-dir")
-            .arg(self.path("state"))
-            .env("NO_COLOR", "1");
+        cmd.arg("apply").arg(recipe).args(extra).arg("--state-dir").arg(self.path("state")).env("NO_COLOR", "1");
         Run::from(cmd.output().expect("run opsagent"))
     }
 }
@@ -83,13 +69,7 @@ impl Run {
             .as_array()
             .unwrap()
             .iter()
-            .map(|s| {
-                format!(
-                    "{}={}",
-                    s["id"].as_str().unwrap(),
-                    s["status"].as_str().unwrap()
-                )
-            })
+            .map(|s| format!("{}={}", s["id"].as_str().unwrap(), s["status"].as_str().unwrap()))
             .collect()
     }
 }
@@ -146,12 +126,7 @@ pub fn wait_until(deadline: Duration, mut predicate: impl FnMut() -> bool) -> bo
 /// Whether a process with this pid exists (and is not a zombie).
 pub fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z'),
+        Ok(stat) => !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
         Err(_) => false,
     }
 }

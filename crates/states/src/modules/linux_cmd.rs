@@ -54,58 +54,22 @@ pub struct Cmd {
 impl Cmd {
     pub fn from_params(state: &State) -> Result<(Cmd, Vec<Diagnostic>), Vec<Diagnostic>> {
         let mut p = ParamReader::new(state);
-        let cmd = p.required_string(
-            "cmd",
-            "give the command line, e.g. `cmd: systemctl reload nginx`",
-        );
+        let cmd = p.required_string("cmd", "give the command line, e.g. `cmd: systemctl reload nginx`");
         let shell = p.string("shell").unwrap_or_else(|| "/bin/sh".into());
         let cwd_pos = p.node("cwd").and_then(|n| n.pos);
-        let cwd = p
-            .string("cwd")
-            .and_then(|c| check_absolute(&mut p, "cwd", cwd_pos, &c));
+        let cwd = p.string("cwd").and_then(|c| check_absolute(&mut p, "cwd", cwd_pos, &c));
         let user = p.string("user");
         let group = p.string("group");
-        let timeout = p
-            .u64("timeout")
-            .map(Duration::from_secs)
-            .unwrap_or(DEFAULT_CMD_TIMEOUT);
-        let env = p
-            .dict("env")
-            .unwrap_or_default()
-            .into_iter()
-            .map(|e| (e.key, e.value.unwrap_or_default()))
-            .collect();
+        let timeout = p.u64("timeout").map(Duration::from_secs).unwrap_or(DEFAULT_CMD_TIMEOUT);
+        let env = p.dict("env").unwrap_or_default().into_iter().map(|e| (e.key, e.value.unwrap_or_default())).collect();
         let if_present = guard_paths(&mut p, "if-path-present");
         let if_absent = guard_paths(&mut p, "if-path-absent");
         let warnings = p.finish(
-            &[
-                "cmd",
-                "shell",
-                "cwd",
-                "user",
-                "group",
-                "timeout",
-                "env",
-                "if-path-present",
-                "if-path-absent",
-            ],
+            &["cmd", "shell", "cwd", "user", "group", "timeout", "env", "if-path-present", "if-path-absent"],
             &[],
         )?;
         let cmd = cmd.expect("finish fails when `cmd` is missing");
-        Ok((
-            Cmd {
-                cmd,
-                shell,
-                cwd,
-                user,
-                group,
-                timeout,
-                env,
-                if_present,
-                if_absent,
-            },
-            warnings,
-        ))
+        Ok((Cmd { cmd, shell, cwd, user, group, timeout, env, if_present, if_absent }, warnings))
     }
 
     /// Whether the guards let the command run.
@@ -116,28 +80,20 @@ impl Cmd {
     pub fn check(&self, ctx: &Ctx) -> Result<Plan, StateError> {
         let mut plan = Plan::default();
         if self.guards_pass() {
-            let shown = if ctx.sensitive {
-                "(command hidden: sensitive state)".to_string()
-            } else {
-                self.cmd.clone()
-            };
+            let shown = if ctx.sensitive { "(command hidden: sensitive state)".to_string() } else { self.cmd.clone() };
             plan.changes.push(Change::new(Action::Run, shown, ""));
         }
         Ok(plan)
     }
 
     pub async fn apply(&self, ctx: &Ctx, plan: Plan) -> Result<Outcome, StateError> {
-        let mut spec = Spec {
-            program: self.shell.clone(),
-            args: vec!["-c".into(), self.cmd.clone()],
-            ..Spec::default()
-        };
+        let mut spec =
+            Spec { program: self.shell.clone(), args: vec!["-c".into(), self.cmd.clone()], ..Spec::default() };
         if let Some(user) = &self.user {
             let info = ctx.round.user(user)?;
             spec.uid = Some(info.uid);
             spec.gid = Some(info.gid);
-            spec.env
-                .push(("HOME".into(), info.home.display().to_string()));
+            spec.env.push(("HOME".into(), info.home.display().to_string()));
             spec.env.push(("USER".into(), info.name.clone()));
             spec.env.push(("LOGNAME".into(), info.name));
         }
@@ -150,7 +106,10 @@ impl Cmd {
             None => default_cwd(&ctx.round.work_dir)?,
         };
         if !cwd.is_dir() {
-            return Err(StateError::Conflict { path: cwd, problem: "(the working directory) does not exist; create it in an earlier state or fix `cwd`".into() });
+            return Err(StateError::Conflict {
+                path: cwd,
+                problem: "(the working directory) does not exist; create it in an earlier state or fix `cwd`".into(),
+            });
         }
         spec.cwd = Some(cwd);
         let limits = Limits {
@@ -160,22 +119,13 @@ impl Cmd {
         };
         let output = process::run(&spec, limits, &ctx.cancel)
             .await
-            .map_err(|source| StateError::Spawn {
-                program: self.shell.clone(),
-                source,
-            })?;
+            .map_err(|source| StateError::Spawn { program: self.shell.clone(), source })?;
         match output.termination {
-            Termination::Exited(0) => Ok(Outcome {
-                stdout: Some(output.stdout),
-                stderr: Some(output.stderr),
-                ..plan.into()
-            }),
+            Termination::Exited(0) => {
+                Ok(Outcome { stdout: Some(output.stdout), stderr: Some(output.stderr), ..plan.into() })
+            }
             Termination::Cancelled => Err(StateError::Cancelled),
-            termination => Err(StateError::Command {
-                termination,
-                stdout: output.stdout,
-                stderr: output.stderr,
-            }),
+            termination => Err(StateError::Command { termination, stdout: output.stdout, stderr: output.stderr }),
         }
     }
 }
@@ -183,10 +133,7 @@ impl Cmd {
 fn guard_paths(p: &mut ParamReader<'_>, name: &str) -> Vec<PathBuf> {
     let pos = p.node(name).and_then(|n| n.pos);
     let list = p.string_list(name).unwrap_or_default();
-    list.iter()
-        .enumerate()
-        .filter_map(|(i, path)| check_absolute(p, &format!("{name}[{i}]"), pos, path))
-        .collect()
+    list.iter().enumerate().filter_map(|(i, path)| check_absolute(p, &format!("{name}[{i}]"), pos, path)).collect()
 }
 
 /// The default working directory, created (mode 0700) when first needed.
@@ -197,10 +144,7 @@ fn default_cwd(work_dir: &Path) -> Result<PathBuf, StateError> {
             .recursive(true)
             .mode(0o700)
             .create(work_dir)
-            .map_err(StateError::io(
-                "creating the default working directory",
-                work_dir,
-            ))?;
+            .map_err(StateError::io("creating the default working directory", work_dir))?;
     }
     Ok(work_dir.to_path_buf())
 }

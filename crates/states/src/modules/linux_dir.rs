@@ -35,8 +35,8 @@ pub const DEFAULT_DIR_MODE: u32 = 0o755;
 
 /// Paths `absent` never removes.
 const PROTECTED: &[&str] = &[
-    "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/opt", "/proc", "/root",
-    "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var",
+    "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/opt", "/proc", "/root", "/run", "/sbin", "/srv",
+    "/sys", "/tmp", "/usr", "/var",
 ];
 
 /// A validated `linux.dir`.
@@ -85,25 +85,18 @@ impl Dir {
         if absent {
             for path in &paths {
                 if PROTECTED.contains(&path.to_str().unwrap_or("/")) {
-                    p.report(Kind::BadValue, "path", pos, format!("refusing to remove `{}`", path.display()), Some("`absent` removes a whole tree; name the directory below it that should go".into()));
+                    p.report(
+                        Kind::BadValue,
+                        "path",
+                        pos,
+                        format!("refusing to remove `{}`", path.display()),
+                        Some("`absent` removes a whole tree; name the directory below it that should go".into()),
+                    );
                 }
             }
         }
-        let warnings = p.finish(
-            &["path", "user", "group", "mode", "recursive", "absent"],
-            &[],
-        )?;
-        Ok((
-            Dir {
-                paths,
-                user,
-                group,
-                mode,
-                recursive,
-                absent,
-            },
-            warnings,
-        ))
+        let warnings = p.finish(&["path", "user", "group", "mode", "recursive", "absent"], &[])?;
+        Ok((Dir { paths, user, group, mode, recursive, absent }, warnings))
     }
 
     pub fn check(&self, ctx: &Ctx) -> Result<Plan, StateError> {
@@ -111,8 +104,7 @@ impl Dir {
         let owner = if self.absent {
             Owner::default()
         } else {
-            ctx.round
-                .owner(self.user.as_deref(), self.group.as_deref())?
+            ctx.round.owner(self.user.as_deref(), self.group.as_deref())?
         };
         for path in &self.paths {
             let shown = path.display().to_string();
@@ -123,17 +115,11 @@ impl Dir {
             };
             match (meta, self.absent) {
                 (None, true) => {}
-                (Some(_), true) => {
-                    plan.changes
-                        .push(Change::new(Action::Remove, &shown, "with everything in it"))
-                }
+                (Some(_), true) => plan.changes.push(Change::new(Action::Remove, &shown, "with everything in it")),
                 (None, false) => plan.changes.push(Change::new(
                     Action::Create,
                     &shown,
-                    format!(
-                        "directory, mode {:04o}",
-                        self.mode.unwrap_or(DEFAULT_DIR_MODE)
-                    ),
+                    format!("directory, mode {:04o}", self.mode.unwrap_or(DEFAULT_DIR_MODE)),
                 )),
                 (Some(meta), false) => {
                     // A symlink to a directory counts as the directory.
@@ -145,15 +131,11 @@ impl Dir {
                     if !meta.is_dir() {
                         return Err(StateError::Conflict {
                             path: path.clone(),
-                            problem:
-                                "exists and is not a directory; remove it or choose another path"
-                                    .into(),
+                            problem: "exists and is not a directory; remove it or choose another path".into(),
                         });
                     }
                     push_attribute_changes(&mut plan, &shown, &meta, self.mode, owner);
-                    if self.recursive
-                        && (owner.uid.is_some() || owner.gid.is_some() || self.mode.is_some())
-                    {
+                    if self.recursive && (owner.uid.is_some() || owner.gid.is_some() || self.mode.is_some()) {
                         self.check_below(path, owner, &mut plan)?;
                     }
                 }
@@ -183,21 +165,14 @@ impl Dir {
         let owner = if self.absent {
             Owner::default()
         } else {
-            ctx.round
-                .owner(self.user.as_deref(), self.group.as_deref())?
+            ctx.round.owner(self.user.as_deref(), self.group.as_deref())?
         };
         for change in &plan.changes {
             let path = Path::new(&change.target);
             match change.action {
                 Action::Remove => {
                     fs::remove_dir_all(path)
-                        .or_else(|e| {
-                            if e.kind() == io::ErrorKind::NotFound {
-                                Ok(())
-                            } else {
-                                Err(e)
-                            }
-                        })
+                        .or_else(|e| if e.kind() == io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
                         .map_err(StateError::io("removing", path))?;
                 }
                 Action::Create => {
@@ -208,22 +183,15 @@ impl Dir {
                         .create(path)
                         .map_err(StateError::io("creating directory", path))?;
                     if owner.uid.is_some() || owner.gid.is_some() {
-                        fsutil::set_owner(path, owner)
-                            .map_err(StateError::io("changing the owner of", path))?;
+                        fsutil::set_owner(path, owner).map_err(StateError::io("changing the owner of", path))?;
                     }
                     // The umask may have narrowed the mode.
-                    fsutil::set_mode(path, mode)
-                        .map_err(StateError::io("changing the mode of", path))?;
+                    fsutil::set_mode(path, mode).map_err(StateError::io("changing the mode of", path))?;
                 }
                 Action::Chmod | Action::Chown => {
-                    let is_dir = fs::symlink_metadata(path)
-                        .map(|m| m.is_dir())
-                        .unwrap_or(false);
+                    let is_dir = fs::symlink_metadata(path).map(|m| m.is_dir()).unwrap_or(false);
                     let mode = if is_dir { self.mode } else { None };
-                    let single = Plan {
-                        changes: vec![change.clone()],
-                        diff: None,
-                    };
+                    let single = Plan { changes: vec![change.clone()], diff: None };
                     apply_attribute_changes(path, &change.target, &single, mode, owner)?;
                 }
                 Action::Update | Action::Run => {}

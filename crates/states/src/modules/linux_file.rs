@@ -65,30 +65,9 @@ impl File {
                 Some("put the content in `content`, or fetch it with a `linux.cmd` state".into()),
             );
         }
-        let warnings = p.finish(
-            &[
-                "path",
-                "content",
-                "user",
-                "group",
-                "mode",
-                "absent",
-                "remote_uri",
-            ],
-            &[],
-        )?;
+        let warnings = p.finish(&["path", "content", "user", "group", "mode", "absent", "remote_uri"], &[])?;
         let path = path.expect("finish fails when the path is missing or invalid");
-        Ok((
-            File {
-                path,
-                content,
-                user,
-                group,
-                mode,
-                absent,
-            },
-            warnings,
-        ))
+        Ok((File { path, content, user, group, mode, absent }, warnings))
     }
 
     pub fn check(&self, ctx: &Ctx) -> Result<Plan, StateError> {
@@ -106,9 +85,7 @@ impl File {
             }
             return Ok(plan);
         }
-        let owner = ctx
-            .round
-            .owner(self.user.as_deref(), self.group.as_deref())?;
+        let owner = ctx.round.owner(self.user.as_deref(), self.group.as_deref())?;
         let Some(meta) = meta else {
             if !fsutil::parent_of(&path).exists() {
                 plan.changes.push(Change::new(
@@ -121,11 +98,7 @@ impl File {
             plan.changes.push(Change::new(
                 Action::Create,
                 &shown,
-                format!(
-                    "{} bytes, mode {:04o}",
-                    content.len(),
-                    self.mode.unwrap_or(DEFAULT_FILE_MODE)
-                ),
+                format!("{} bytes, mode {:04o}", content.len(), self.mode.unwrap_or(DEFAULT_FILE_MODE)),
             ));
             if !ctx.sensitive {
                 plan.diff = Some(diff::unified(&shown, b"", content.as_bytes()));
@@ -135,8 +108,7 @@ impl File {
         if !meta.is_file() {
             return Err(StateError::Conflict {
                 path,
-                problem: "exists and is not a regular file; remove it or choose another path"
-                    .into(),
+                problem: "exists and is not a regular file; remove it or choose another path".into(),
             });
         }
         if let Some(content) = &self.content {
@@ -166,16 +138,12 @@ impl File {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(StateError::io("removing", &path)(e)),
             }
-            fsutil::sync_dir(fsutil::parent_of(&path))
-                .map_err(StateError::io("syncing", fsutil::parent_of(&path)))?;
+            fsutil::sync_dir(fsutil::parent_of(&path)).map_err(StateError::io("syncing", fsutil::parent_of(&path)))?;
             return Ok(plan.into());
         }
-        let owner = ctx
-            .round
-            .owner(self.user.as_deref(), self.group.as_deref())?;
+        let owner = ctx.round.owner(self.user.as_deref(), self.group.as_deref())?;
         let writes_content = plan.changes.iter().any(|c| {
-            matches!(c.action, Action::Create | Action::Update)
-                && c.target == self.path.display().to_string()
+            matches!(c.action, Action::Create | Action::Update) && c.target == self.path.display().to_string()
         });
         if writes_content {
             let parent = fsutil::parent_of(&path);
@@ -186,34 +154,15 @@ impl File {
                 // Keep what the recipe does not manage.
                 Ok(meta) => (
                     self.mode.unwrap_or(fsutil::mode_of(&meta)),
-                    Owner {
-                        uid: owner.uid.or(Some(meta.uid())),
-                        gid: owner.gid.or(Some(meta.gid())),
-                    },
+                    Owner { uid: owner.uid.or(Some(meta.uid())), gid: owner.gid.or(Some(meta.gid())) },
                 ),
                 Err(_) => (self.mode.unwrap_or(DEFAULT_FILE_MODE), owner),
             };
-            let existing = if self.content.is_none() {
-                fs::read(&path).ok()
-            } else {
-                None
-            };
-            let content = self
-                .content
-                .as_deref()
-                .map(str::as_bytes)
-                .or(existing.as_deref())
-                .unwrap_or(b"");
-            fsutil::write_atomic(&path, content, mode, owner)
-                .map_err(StateError::io("writing", &path))?;
+            let existing = if self.content.is_none() { fs::read(&path).ok() } else { None };
+            let content = self.content.as_deref().map(str::as_bytes).or(existing.as_deref()).unwrap_or(b"");
+            fsutil::write_atomic(&path, content, mode, owner).map_err(StateError::io("writing", &path))?;
         } else {
-            apply_attribute_changes(
-                &path,
-                &self.path.display().to_string(),
-                &plan,
-                self.mode,
-                owner,
-            )?;
+            apply_attribute_changes(&path, &self.path.display().to_string(), &plan, self.mode, owner)?;
         }
         Ok(plan.into())
     }
@@ -222,10 +171,7 @@ impl File {
 /// Reads a required absolute path parameter.
 pub(crate) fn absolute_path(p: &mut ParamReader<'_>, name: &str) -> Option<PathBuf> {
     let pos = p.node(name).and_then(|n| n.pos);
-    let path = p.required_string(
-        name,
-        &format!("give the absolute path, e.g. `{name}: /etc/app.conf`"),
-    )?;
+    let path = p.required_string(name, &format!("give the absolute path, e.g. `{name}: /etc/app.conf`"))?;
     check_absolute(p, name, pos, &path)
 }
 
@@ -257,11 +203,7 @@ pub(crate) fn check_absolute(
         return None;
     }
     let trimmed = path.trim_end_matches('/');
-    Some(PathBuf::from(if trimmed.is_empty() {
-        "/"
-    } else {
-        trimmed
-    }))
+    Some(PathBuf::from(if trimmed.is_empty() { "/" } else { trimmed }))
 }
 
 /// Follows a symlink at `path` to the file it names (relative targets resolve against its directory).
@@ -270,27 +212,19 @@ fn resolve_link(path: &Path) -> Result<PathBuf, StateError> {
     for _ in 0..40 {
         match fs::symlink_metadata(&current) {
             Ok(meta) if meta.file_type().is_symlink() => {
-                let target =
-                    fs::read_link(&current).map_err(StateError::io("reading link", &current))?;
+                let target = fs::read_link(&current).map_err(StateError::io("reading link", &current))?;
                 current = fsutil::parent_of(&current).join(target);
             }
             _ => return Ok(current),
         }
     }
-    Err(StateError::Conflict {
-        path: path.to_path_buf(),
-        problem: "is a symlink loop".into(),
-    })
+    Err(StateError::Conflict { path: path.to_path_buf(), problem: "is a symlink loop".into() })
 }
 
 /// Creates missing parent directories with mode 0755.
 pub(crate) fn create_parents(dir: &Path) -> Result<(), StateError> {
     use std::os::unix::fs::DirBuilderExt;
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o755)
-        .create(dir)
-        .map_err(StateError::io("creating directory", dir))
+    fs::DirBuilder::new().recursive(true).mode(0o755).create(dir).map_err(StateError::io("creating directory", dir))
 }
 
 /// Adds chmod/chown changes where `meta` differs from the wanted mode and owner.
@@ -304,33 +238,18 @@ pub(crate) fn push_attribute_changes(
     if let Some(mode) = mode {
         let current = fsutil::mode_of(meta);
         if current != mode {
-            plan.changes.push(Change::new(
-                Action::Chmod,
-                shown,
-                format!("{current:04o} -> {mode:04o}"),
-            ));
+            plan.changes.push(Change::new(Action::Chmod, shown, format!("{current:04o} -> {mode:04o}")));
         }
     }
     let (uid_differs, gid_differs) = fsutil::owner_differs(meta, owner);
     if uid_differs || gid_differs {
-        let from = format!(
-            "{}:{}",
-            RoundCtx::user_name(meta.uid()),
-            RoundCtx::group_name(meta.gid())
-        );
+        let from = format!("{}:{}", RoundCtx::user_name(meta.uid()), RoundCtx::group_name(meta.gid()));
         let to = format!(
             "{}:{}",
-            owner
-                .uid
-                .map(RoundCtx::user_name)
-                .unwrap_or_else(|| RoundCtx::user_name(meta.uid())),
-            owner
-                .gid
-                .map(RoundCtx::group_name)
-                .unwrap_or_else(|| RoundCtx::group_name(meta.gid()))
+            owner.uid.map(RoundCtx::user_name).unwrap_or_else(|| RoundCtx::user_name(meta.uid())),
+            owner.gid.map(RoundCtx::group_name).unwrap_or_else(|| RoundCtx::group_name(meta.gid()))
         );
-        plan.changes
-            .push(Change::new(Action::Chown, shown, format!("{from} -> {to}")));
+        plan.changes.push(Change::new(Action::Chown, shown, format!("{from} -> {to}")));
     }
 }
 
@@ -343,11 +262,7 @@ pub(crate) fn apply_attribute_changes(
     mode: Option<u32>,
     owner: Owner,
 ) -> Result<(), StateError> {
-    let wants = |action: Action| {
-        plan.changes
-            .iter()
-            .any(|c| c.action == action && c.target == shown)
-    };
+    let wants = |action: Action| plan.changes.iter().any(|c| c.action == action && c.target == shown);
     if wants(Action::Chown) {
         fsutil::set_owner(path, owner).map_err(StateError::io("changing the owner of", path))?;
     }

@@ -42,10 +42,8 @@ impl Symlink {
     pub fn from_params(state: &State) -> Result<(Symlink, Vec<Diagnostic>), Vec<Diagnostic>> {
         let mut p = ParamReader::new(state);
         let link = absolute_path(&mut p, "target");
-        let points_to = p.required_string(
-            "source",
-            "name what the link points to, e.g. `source: /srv/app/releases/42`",
-        );
+        let points_to =
+            p.required_string("source", "name what the link points to, e.g. `source: /srv/app/releases/42`");
         let user = p.string("user");
         let group = p.string("group");
         let absent = p.bool("absent").unwrap_or(false);
@@ -53,16 +51,7 @@ impl Symlink {
         let (Some(link), Some(points_to)) = (link, points_to) else {
             unreachable!("finish fails when `target` or `source` is missing or invalid");
         };
-        Ok((
-            Symlink {
-                link,
-                points_to: PathBuf::from(points_to),
-                user,
-                group,
-                absent,
-            },
-            warnings,
-        ))
+        Ok((Symlink { link, points_to: PathBuf::from(points_to), user, group, absent }, warnings))
     }
 
     pub fn check(&self, ctx: &Ctx) -> Result<Plan, StateError> {
@@ -83,33 +72,21 @@ impl Symlink {
         }
         if self.absent {
             if meta.is_some() {
-                plan.changes
-                    .push(Change::new(Action::Remove, &shown, "symlink"));
+                plan.changes.push(Change::new(Action::Remove, &shown, "symlink"));
             }
             return Ok(plan);
         }
-        let owner = ctx
-            .round
-            .owner(self.user.as_deref(), self.group.as_deref())?;
+        let owner = ctx.round.owner(self.user.as_deref(), self.group.as_deref())?;
         let Some(meta) = meta else {
-            plan.changes.push(Change::new(
-                Action::Create,
-                &shown,
-                format!("symlink -> {}", self.points_to.display()),
-            ));
+            plan.changes.push(Change::new(Action::Create, &shown, format!("symlink -> {}", self.points_to.display())));
             return Ok(plan);
         };
-        let current =
-            fs::read_link(&self.link).map_err(StateError::io("reading link", &self.link))?;
+        let current = fs::read_link(&self.link).map_err(StateError::io("reading link", &self.link))?;
         if current != self.points_to {
             plan.changes.push(Change::new(
                 Action::Update,
                 &shown,
-                format!(
-                    "-> {} (was -> {})",
-                    self.points_to.display(),
-                    current.display()
-                ),
+                format!("-> {} (was -> {})", self.points_to.display(), current.display()),
             ));
         } else {
             let (uid_differs, gid_differs) = fsutil::owner_differs(&meta, owner);
@@ -117,11 +94,7 @@ impl Symlink {
                 plan.changes.push(Change::new(
                     Action::Chown,
                     &shown,
-                    format!(
-                        "{}:{}",
-                        RoundCtx::user_name(meta.uid()),
-                        RoundCtx::group_name(meta.gid())
-                    ),
+                    format!("{}:{}", RoundCtx::user_name(meta.uid()), RoundCtx::group_name(meta.gid())),
                 ));
             }
         }
@@ -137,14 +110,8 @@ impl Symlink {
             }
             return Ok(plan.into());
         }
-        let owner = ctx
-            .round
-            .owner(self.user.as_deref(), self.group.as_deref())?;
-        if plan
-            .changes
-            .iter()
-            .any(|c| matches!(c.action, Action::Create | Action::Update))
-        {
+        let owner = ctx.round.owner(self.user.as_deref(), self.group.as_deref())?;
+        if plan.changes.iter().any(|c| matches!(c.action, Action::Create | Action::Update)) {
             let dir = fsutil::parent_of(&self.link);
             if !dir.exists() {
                 super::linux_file::create_parents(dir)?;
@@ -152,18 +119,13 @@ impl Symlink {
             // Make the new link under a temporary name, then rename it over the old one.
             let temp = dir.join(format!(
                 ".{}.opsagent-{}.link",
-                self.link
-                    .file_name()
-                    .map(|n| n.to_string_lossy())
-                    .unwrap_or_default(),
+                self.link.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
                 std::process::id()
             ));
             let _ = fs::remove_file(&temp);
-            std::os::unix::fs::symlink(&self.points_to, &temp)
-                .map_err(StateError::io("creating symlink", &temp))?;
+            std::os::unix::fs::symlink(&self.points_to, &temp).map_err(StateError::io("creating symlink", &temp))?;
             if owner.uid.is_some() || owner.gid.is_some() {
-                fsutil::set_owner(&temp, owner)
-                    .map_err(StateError::io("changing the owner of", &temp))?;
+                fsutil::set_owner(&temp, owner).map_err(StateError::io("changing the owner of", &temp))?;
             }
             if let Err(e) = fs::rename(&temp, &self.link) {
                 let _ = fs::remove_file(&temp);
@@ -171,8 +133,7 @@ impl Symlink {
             }
             fsutil::sync_dir(dir).map_err(StateError::io("syncing", dir))?;
         } else if plan.changes.iter().any(|c| c.action == Action::Chown) {
-            fsutil::set_owner(&self.link, owner)
-                .map_err(StateError::io("changing the owner of", &self.link))?;
+            fsutil::set_owner(&self.link, owner).map_err(StateError::io("changing the owner of", &self.link))?;
         }
         Ok(plan.into())
     }

@@ -14,14 +14,7 @@ use opsagent_recipe::{catalog, Diagnostic, State};
 use crate::{Ctx, Outcome, Plan, StateError};
 
 /// The module ids this version implements.
-pub const SUPPORTED: &[&str] = &[
-    "meta.comment",
-    "meta.wait",
-    "linux.file",
-    "linux.dir",
-    "linux.symlink",
-    "linux.cmd",
-];
+pub const SUPPORTED: &[&str] = &["meta.comment", "meta.wait", "linux.file", "linux.dir", "linux.symlink", "linux.cmd"];
 
 /// A validated state module.
 #[derive(Debug, Clone)]
@@ -38,23 +31,16 @@ impl Module {
     /// Validates `state`'s parameters for its module; returns the module and any warnings.
     pub fn from_state(state: &State) -> Result<(Module, Vec<Diagnostic>), Vec<Diagnostic>> {
         match state.module.as_str() {
-            "meta.comment" => {
-                meta_comment::Comment::from_params(state).map(|(m, w)| (Module::Comment(m), w))
-            }
+            "meta.comment" => meta_comment::Comment::from_params(state).map(|(m, w)| (Module::Comment(m), w)),
             "meta.wait" => meta_wait::Wait::from_params(state).map(|(m, w)| (Module::Wait(m), w)),
             "linux.file" => linux_file::File::from_params(state).map(|(m, w)| (Module::File(m), w)),
             "linux.dir" => linux_dir::Dir::from_params(state).map(|(m, w)| (Module::Dir(m), w)),
-            "linux.symlink" => {
-                linux_symlink::Symlink::from_params(state).map(|(m, w)| (Module::Symlink(m), w))
-            }
+            "linux.symlink" => linux_symlink::Symlink::from_params(state).map(|(m, w)| (Module::Symlink(m), w)),
             "linux.cmd" => linux_cmd::Cmd::from_params(state).map(|(m, w)| (Module::Cmd(m), w)),
             id if catalog::is_known_module(id) => Err(vec![crate::not_yet_supported(state)]),
             // The recipe crate rejects unknown ids before we get here.
-            id => Err(vec![Diagnostic::error(
-                opsagent_recipe::Kind::UnknownModule,
-                format!("unknown module `{id}`"),
-            )
-            .state(state.state_ref())]),
+            id => Err(vec![Diagnostic::error(opsagent_recipe::Kind::UnknownModule, format!("unknown module `{id}`"))
+                .state(state.state_ref())]),
         }
     }
 
