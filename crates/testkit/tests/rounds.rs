@@ -1,0 +1,146 @@
+//! Rounds driven over the wire: a real hub, real agents, real SQLite, on loopback.
+
+use std::time::{Duration, Instant};
+
+use opsagent_testkit::{recipe, scratch, wait_until, Agent, Hub, FAST_AGENT};
+use serde_json::Value;
+
+fn state_status(instance: &Value, id: &str) -> String {
+    instance["states"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["id"] == id))
+        .and_then(|s| s["status"].as_str())
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+fn a_pushed_recipe_reaches_every_agent_and_every_state_is_reported() {
+    let dir = scratch();
+    let hub = Hub::start(dir.path());
+    hub.create_app("shop");
+    let mut agents = Vec::new();
+    for name in ["web-1", "web-2", "web-3"] {
+        let config = hub.add_instance("shop", name);
+        agents.push(Agent::start(&dir.path().join(name), &config, FAST_AGENT));
+    }
+    let file = recipe(
+        dir.path(),
+        "r.yaml",
+        r#"states:
+  - {id: note, module: meta.comment, parameter: {comment: hi}}
+  - {id: tree, module: linux.dir, parameter: {path: ["@/tree"]}}
+  - {id: conf, module: linux.file, parameter: {path: "@/tree/app.conf", content: "x = 1\n"}}
+  - {id: hello, module: linux.cmd, parameter: {cmd: "echo hello"}}
+"#,
+    );
+    let version = hub.push("shop", &file);
+    let converged = wait_until(Duration::from_secs(30), || {
+        let status = hub.status("shop");
+        status["instances"].as_array().is_some_and(|list| {
+            list.len() == 3
+                && list.iter().all(|i| {
+                    i["recipe_version"] == version
+                        && state_status(i, "note") == "skipped"
+                        && matches!(state_status(i, "tree").as_str(), "ok" | "changed")
+                        && matches!(state_status(i, "conf").as_str(), "ok" | "changed")
+                        && state_status(i, "hello") == "changed"
+                })
+        })
+    });
+    assert!(converged, "status: {}\nhub log:\n{}", hub.status("shop"), hub.log_text());
+    assert_eq!(std::fs::read_to_string(dir.path().join("tree/app.conf")).unwrap(), "x = 1\n");
+    // The hub holds the command's output as reported.
+    let logs = hub.json(&["logs", "shop", "--instance", "web-2", "--limit", "50"]);
+    let text = logs.to_string();
+    assert!(text.contains("hello\\n"), "{text}");
+}
+
+#[test]
+fn a_new_recipe_interrupts_the_running_state_at_once() {
+    let dir = scratch();
+    let hub = Hub::start(dir.path());
+    hub.create_app("app");
+    let config = hub.add_instance("app", "i-1");
+    let _agent = Agent::start(
+        &dir.path().join("i-1"),
+        &config,
+        "round_interval_secs = 600\nsplay_secs = 0\nkill_grace_secs = 1",
+    );
+    let slow = recipe(
+        dir.path(),
+        "slow.yaml",
+        "states:\n  - {id: long, module: linux.cmd, parameter: {cmd: \"echo $$ > @/long.pid; exec sleep 60\"}}\n",
+    );
+    let quick = recipe(
+        dir.path(),
+        "quick.yaml",
+        "states:\n  - {id: mark, module: linux.file, parameter: {path: \"@/mark\", content: v2}}\n",
+    );
+    hub.push("app", &slow);
+    assert!(wait_until(Duration::from_secs(20), || dir.path().join("long.pid").exists()));
+    let pid: i32 = std::fs::read_to_string(dir.path().join("long.pid")).unwrap().trim().parse().unwrap();
+
+    let pushed = Instant::now();
+    let v2 = hub.push("app", &quick);
+    let mut interrupted_after = None;
+    assert!(wait_until(Duration::from_secs(10), || {
+        let logs = hub.json(&["logs", "app", "--instance", "i-1", "--limit", "100"]);
+        let found = logs.to_string().contains("\"interrupted\"");
+        if found && interrupted_after.is_none() {
+            interrupted_after = Some(pushed.elapsed());
+        }
+        found
+    }));
+    let after = interrupted_after.unwrap();
+    assert!(after < Duration::from_secs(2), "interrupted only after {after:?}");
+    assert!(wait_until(Duration::from_secs(10), || dir.path().join("mark").exists()));
+    assert!(
+        wait_until(Duration::from_secs(5), || !std::path::Path::new(&format!("/proc/{pid}")).exists()),
+        "the command {pid} survived"
+    );
+    assert!(wait_until(Duration::from_secs(10), || hub.instance_status("app", "i-1")["round_result"] == "succeeded"));
+
+    // The same recipe again changes nothing: same version, no new round.
+    let round = hub.instance_status("app", "i-1")["round"].clone();
+    assert_eq!(hub.push("app", &quick), v2);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(hub.instance_status("app", "i-1")["round"], round);
+}
+
+#[test]
+fn waits_are_released_by_hand_and_by_other_instances() {
+    let dir = scratch();
+    let hub = Hub::start(dir.path());
+    hub.create_app("stack");
+    let db = Agent::start(&dir.path().join("db"), &hub.add_instance("stack", "db"), FAST_AGENT);
+    let web = Agent::start(&dir.path().join("web"), &hub.add_instance("stack", "web"), FAST_AGENT);
+    let file = recipe(
+        dir.path(),
+        "r.yaml",
+        r#"states:
+  - {id: ready, module: linux.file, parameter: {path: "@/ready", content: "1"}}
+  - {id: db-ready, module: meta.wait, parameter: {state: ["db/ready"]}}
+  - {id: by-hand, module: meta.wait, parameter: {}}
+  - {id: after, module: meta.comment}
+"#,
+    );
+    hub.push("stack", &file);
+    // Released automatically: db reported `ready`.
+    assert!(
+        wait_until(Duration::from_secs(30), || state_status(&hub.instance_status("stack", "web"), "db-ready") == "ok"),
+        "{}",
+        hub.status("stack")
+    );
+    // `by-hand` waits until an operator releases it.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_ne!(state_status(&hub.instance_status("stack", "web"), "after"), "skipped");
+    assert_eq!(hub.cli(&["done", "stack", "web", "by-hand"]).code, 0);
+    assert!(wait_until(Duration::from_secs(20), || {
+        let web = hub.instance_status("stack", "web");
+        state_status(&web, "by-hand") == "ok" && state_status(&web, "after") == "skipped"
+    }));
+    // db's own `by-hand` is still waiting.
+    assert_ne!(state_status(&hub.instance_status("stack", "db"), "after"), "skipped");
+    drop((db, web));
+}
