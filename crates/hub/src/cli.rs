@@ -1,0 +1,448 @@
+//! The `opsagent-hub` command line: `serve`, and the operator commands that talk to a hub's API
+//! (`app`, `instance`, `recipe`, `done`, `status`, `logs`). Data goes to stdout (the API's JSON
+//! with `--json`), messages to stderr.
+
+use std::fmt::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+use opsagent_recipe::node::{self, Node, Value as NodeValue};
+use serde_json::{json, Value};
+
+use crate::auth::{self, Secret};
+use crate::client::{Client, Exit, Failure};
+
+#[derive(Debug, Parser)]
+#[command(name = "opsagent-hub", version, about = "The opsagent hub and its operator CLI")]
+pub struct Cli {
+    /// The hub's URL, for the operator commands.
+    #[arg(long, global = true, env = "OPSAGENT_HUB_URL", default_value = "http://127.0.0.1:7700")]
+    pub hub: String,
+    /// The operator API token (default: read from `<data-dir>/api-token`).
+    #[arg(long, global = true, env = "OPSAGENT_HUB_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// The hub's data directory (database, API token).
+    #[arg(long, global = true, default_value = "./opsagent-hub-data")]
+    pub data_dir: PathBuf,
+    /// Trust this CA certificate (PEM) when talking to a TLS hub.
+    #[arg(long, global = true)]
+    pub ca_cert: Option<PathBuf>,
+    /// Print the API's JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the hub.
+    Serve(ServeArgs),
+    /// Create and list apps.
+    #[command(subcommand)]
+    App(AppCommand),
+    /// Add and list instances of an app.
+    #[command(subcommand)]
+    Instance(InstanceCommand),
+    /// Push and show an app's recipe.
+    #[command(subcommand)]
+    Recipe(RecipeCommand),
+    /// Release a `meta.wait` state on an instance (`*`: every instance of the app).
+    Done {
+        app: String,
+        instance: String,
+        state_id: String,
+        /// The recipe version (default: the current one).
+        #[arg(long)]
+        recipe_version: Option<u64>,
+    },
+    /// Show an app's instances and the latest result of every state.
+    Status { app: String },
+    /// Show recent state logs, newest last.
+    Logs {
+        app: String,
+        #[arg(long)]
+        instance: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Only logs with a seq above this one (needs `--instance`).
+        #[arg(long)]
+        after_seq: Option<u64>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Where to listen.
+    #[arg(long, default_value = "127.0.0.1:7700")]
+    pub listen: SocketAddr,
+    /// TLS certificate chain (PEM); needs `--tls-key`.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM); needs `--tls-cert`.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Allow plain http/ws on a non-loopback address (behind a TLS-terminating proxy).
+    #[arg(long)]
+    pub insecure_plain_ws: bool,
+    /// Read the operator token from this file (else `OPSAGENT_HUB_TOKEN`, else `<data-dir>/api-token`).
+    #[arg(long)]
+    pub api_token_file: Option<PathBuf>,
+    /// The agents' URL to put in instance configs (default: from the API request's host).
+    #[arg(long)]
+    pub public_url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AppCommand {
+    /// Create an app.
+    Create { app: String },
+    /// List the apps.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InstanceCommand {
+    /// Add an instance; prints its agent config, with its secret (shown only this once).
+    Add { app: String, instance: String },
+    /// List an app's instances.
+    List { app: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RecipeCommand {
+    /// Validate a recipe file locally, then push it as the app's next version.
+    Push { app: String, file: PathBuf },
+    /// Print the app's current recipe (wire form).
+    Show { app: String },
+}
+
+/// Runs one operator command (anything but `serve`).
+pub async fn run_operator(cli: &Cli) -> Exit {
+    let result = operator(cli).await;
+    match result {
+        Ok(()) => Exit::Success,
+        Err(failure) => {
+            if cli.json {
+                if let Some(body) = &failure.body {
+                    println!("{}", pretty(body));
+                }
+            }
+            eprintln!("error: {}", failure.message);
+            if let Some(hint) = &failure.hint {
+                eprintln!("\nhint: {hint}");
+            }
+            failure.exit
+        }
+    }
+}
+
+async fn operator(cli: &Cli) -> Result<(), Failure> {
+    // Recipe files are checked before anything else: a bad file needs no hub.
+    let wire = match &cli.command {
+        Command::Recipe(RecipeCommand::Push { file, .. }) => Some(wire_form(file)?),
+        _ => None,
+    };
+    let client = Client::new(&cli.hub, token(cli)?, cli.ca_cert.as_deref())
+        .map_err(|e| Failure::new(Exit::Environment, format!("{e:#}")))?;
+    let out = |value: &Value, human: &dyn Fn(&Value) -> String| {
+        if cli.json {
+            println!("{}", pretty(value));
+        } else {
+            print!("{}", human(value));
+        }
+    };
+    match &cli.command {
+        Command::Serve(_) => unreachable!("`serve` is not an operator command"),
+        Command::App(AppCommand::Create { app }) => {
+            let answer = client.post("/apps", &json!({ "id": app })).await?;
+            out(&answer, &|_| String::new());
+            if !cli.json {
+                eprintln!("created app `{app}`");
+            }
+        }
+        Command::App(AppCommand::List) => {
+            let answer = client.get("/apps").await?;
+            out(&answer, &|v| lines(&v["apps"], |a| text(&a["id"])));
+        }
+        Command::Instance(InstanceCommand::Add { app, instance }) => {
+            let path = format!("/apps/{}/instances", segment(app));
+            let answer = client.post(&path, &json!({ "id": instance })).await?;
+            if !cli.json {
+                eprintln!("added instance `{instance}` to app `{app}`; its agent config follows (keep it: the secret is shown only now)");
+            }
+            out(&answer, &|v| text(&v["config"]));
+        }
+        Command::Instance(InstanceCommand::List { app }) => {
+            let answer = client.get(&format!("/apps/{}/instances", segment(app))).await?;
+            out(&answer, &|v| {
+                lines(&v["instances"], |i| {
+                    let connected = if i["connected"] == true { "connected" } else { "-" };
+                    format!("{}\t{connected}", text(&i["instance_id"]))
+                })
+            });
+        }
+        Command::Recipe(RecipeCommand::Push { app, file }) => {
+            let wire = wire.unwrap_or(Value::Null);
+            let path = format!("/apps/{}/recipes", segment(app));
+            let answer = client.post(&path, &wire).await.map_err(|mut failure| {
+                if let Some(diagnostics) = failure.body.as_ref().and_then(|b| b["diagnostics"].as_array()) {
+                    for d in diagnostics {
+                        eprintln!("{}", render_diagnostic(d));
+                    }
+                }
+                failure.message = format!("{}: {}", file.display(), failure.message);
+                failure
+            })?;
+            out(&answer, &|_| String::new());
+            if !cli.json {
+                let version = &answer["recipe_version"];
+                if answer["unchanged"] == true {
+                    eprintln!("recipe unchanged: app `{app}` stays at version {version}; nothing sent");
+                } else {
+                    eprintln!(
+                        "pushed recipe version {version} to app `{app}` (sent to {} connected agent(s))",
+                        answer["sent_to"]
+                    );
+                }
+            }
+        }
+        Command::Recipe(RecipeCommand::Show { app }) => {
+            let answer = client.get(&format!("/apps/{}/recipe", segment(app))).await?;
+            out(&answer, &|v| format!("{}\n", pretty(v)));
+        }
+        Command::Done { app, instance, state_id, recipe_version } => {
+            let path = format!("/apps/{}/instances/{}/done", segment(app), segment(instance));
+            let body = json!({ "state_id": state_id, "recipe_version": recipe_version });
+            let answer = client.post(&path, &body).await?;
+            out(&answer, &|v| {
+                let mut s = String::new();
+                let version = &v["recipe_version"];
+                for id in v["released"].as_array().into_iter().flatten() {
+                    let _ = writeln!(s, "released `{state_id}` (recipe version {version}) on {}", text(id));
+                }
+                for id in v["already_released"].as_array().into_iter().flatten() {
+                    let _ = writeln!(s, "`{state_id}` (recipe version {version}) was already released on {}", text(id));
+                }
+                s
+            });
+        }
+        Command::Status { app } => {
+            let answer = client.get(&format!("/apps/{}/status", segment(app))).await?;
+            out(&answer, &status_table);
+        }
+        Command::Logs { app, instance, limit, after_seq } => {
+            let mut path = format!("/apps/{}/logs?limit={limit}", segment(app));
+            if let Some(instance) = instance {
+                path.push_str(&format!("&instance={}", segment(instance)));
+            }
+            if let Some(after) = after_seq {
+                path.push_str(&format!("&after_seq={after}"));
+            }
+            let answer = client.get(&path).await?;
+            out(&answer, &|v| lines(&v["logs"], log_line));
+        }
+    }
+    Ok(())
+}
+
+/// The operator token: `--token`/`OPSAGENT_HUB_TOKEN`, else `<data-dir>/api-token`.
+fn token(cli: &Cli) -> Result<Secret, Failure> {
+    if let Some(token) = cli.token.as_deref().filter(|t| !t.trim().is_empty()) {
+        return Ok(Secret::new(token.trim().to_string()));
+    }
+    let path = cli.data_dir.join("api-token");
+    auth::read_token_file(&path).map_err(|e| {
+        Failure::new(Exit::Invalid, format!("no API token: {e:#}"))
+            .hint("pass `--token`, set `OPSAGENT_HUB_TOKEN`, or point `--data-dir` at the hub's data directory")
+    })
+}
+
+/// Reads and validates a recipe file like `opsagent validate`, then gives its wire form
+/// `{"state": [...], "retries"?}`.
+pub fn wire_form(file: &Path) -> Result<Value, Failure> {
+    let name = file.display().to_string();
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| Failure::new(Exit::Invalid, format!("cannot read the recipe {name}: {e}")))?;
+    let invalid = |diagnostics: Vec<opsagent_recipe::Diagnostic>| {
+        let mut errors = 0;
+        for mut d in diagnostics {
+            d.file = Some(name.clone());
+            errors += usize::from(d.is_error());
+            eprintln!("{d}");
+        }
+        Failure::new(Exit::Invalid, format!("{name}: {errors} error(s); nothing pushed"))
+    };
+    let warnings = crate::recipe::check_text(&text).map_err(invalid)?;
+    for mut w in warnings {
+        w.file = Some(name.clone());
+        eprintln!("{w}");
+    }
+    // Valid, so it parses.
+    let recipe = opsagent_recipe::parse_str(&text).map_err(|e| invalid(e.diagnostics))?;
+    let root = match node::parse_yaml(&text) {
+        Ok(root) => node_to_json(&root),
+        Err(_) => serde_json::from_str(&text).unwrap_or(Value::Null),
+    };
+    let mut wire = json!({ "state": states_of(&root) });
+    if let Some(retries) = recipe.retries {
+        wire["retries"] = json!(retries);
+    }
+    Ok(wire)
+}
+
+/// The list of states of any of the three recipe forms (the reader accepted the document).
+fn states_of(root: &Value) -> Value {
+    if root.is_array() {
+        return root.clone();
+    }
+    if let Some(components) = root.get("component").and_then(Value::as_object) {
+        let states: Vec<Value> =
+            components.values().filter_map(|c| c.get("state").and_then(Value::as_array)).flatten().cloned().collect();
+        return Value::Array(states);
+    }
+    root.get("states").or_else(|| root.get("state")).cloned().unwrap_or_else(|| json!([]))
+}
+
+/// A YAML tree as JSON. Numbers stay numbers only when JSON writes them the same way (`0644`
+/// stays the string "0644", as the recipe reader would read it).
+fn node_to_json(node: &Node) -> Value {
+    match &node.value {
+        NodeValue::Null => Value::Null,
+        NodeValue::Bool(b) => Value::Bool(*b),
+        NodeValue::Number(text) => match serde_json::from_str::<serde_json::Number>(text) {
+            Ok(n) if n.to_string() == *text => Value::Number(n),
+            _ => Value::String(text.clone()),
+        },
+        NodeValue::String(s) => Value::String(s.clone()),
+        NodeValue::Seq(items) => Value::Array(items.iter().map(node_to_json).collect()),
+        NodeValue::Map(entries) => {
+            Value::Object(entries.iter().map(|e| (e.key.clone(), node_to_json(&e.value))).collect())
+        }
+    }
+}
+
+/// The status of an app as a table, then every instance's states.
+fn status_table(v: &Value) -> String {
+    let mut s = String::new();
+    let version = match &v["recipe_version"] {
+        Value::Null => "none".to_string(),
+        n => n.to_string(),
+    };
+    let _ = writeln!(s, "app {}: recipe version {version}\n", text(&v["app_id"]));
+    let instances = v["instances"].as_array().cloned().unwrap_or_default();
+    let width = instances.iter().map(|i| text(&i["instance_id"]).len()).max().unwrap_or(0).max(8);
+    let _ = writeln!(
+        s,
+        "{:<width$}  {:<9}  {:<6}  {:<5}  {:<11}  LAST SEEN",
+        "INSTANCE", "CONNECTED", "RECIPE", "ROUND", "RESULT"
+    );
+    for i in &instances {
+        let _ = writeln!(
+            s,
+            "{:<width$}  {:<9}  {:<6}  {:<5}  {:<11}  {}",
+            text(&i["instance_id"]),
+            if i["connected"] == true { "yes" } else { "no" },
+            or_dash(&i["recipe_version"]),
+            or_dash(&i["round"]),
+            or_dash(&i["round_result"]),
+            or_dash(&i["last_seen"]),
+        );
+    }
+    for i in &instances {
+        let states = i["states"].as_array().cloned().unwrap_or_default();
+        if states.is_empty() {
+            continue;
+        }
+        let _ = writeln!(s, "\n{}:", text(&i["instance_id"]));
+        for st in &states {
+            let comment =
+                st["comment"].as_str().map(|c| format!("  {}", c.lines().next().unwrap_or(""))).unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "  {:>11}  {:<14} {}  (v{}, round {}, attempt {}){comment}",
+                text(&st["status"]),
+                text(&st["module"]),
+                text(&st["id"]),
+                st["recipe_version"],
+                st["round"],
+                st["attempt"],
+            );
+        }
+    }
+    s
+}
+
+fn log_line(log: &Value) -> String {
+    let comment =
+        log["state_comment"].as_str().map(|c| format!("  {}", c.lines().next().unwrap_or(""))).unwrap_or_default();
+    format!(
+        "{}  {}  seq {}  v{} round {}  {:>11}  {} {} (attempt {}, {} ms){comment}",
+        text(&log["received_at"]),
+        text(&log["instance_id"]),
+        log["seq"],
+        log["recipe_version"],
+        log["round"],
+        text(&log["status"]),
+        text(&log["module"]),
+        text(&log["id"]),
+        log["attempt"],
+        log["duration_ms"],
+    )
+}
+
+fn lines(list: &Value, line: impl Fn(&Value) -> String) -> String {
+    list.as_array().into_iter().flatten().map(|item| line(item) + "\n").collect()
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn or_dash(v: &Value) -> String {
+    match v {
+        Value::Null => "-".to_string(),
+        other => text(other),
+    }
+}
+
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default()
+}
+
+/// A diagnostic from the API, rendered like `opsagent validate` renders one.
+fn render_diagnostic(d: &Value) -> String {
+    let mut location = Vec::new();
+    if let Some(id) = d["state_id"].as_str() {
+        let module = d["module"].as_str().map(|m| format!(" ({m})")).unwrap_or_default();
+        location.push(format!("state `{id}`{module}"));
+    }
+    if let Some(param) = d["param"].as_str() {
+        location.push(format!("parameter `{param}`"));
+    }
+    location.push(text(&d["message"]));
+    let mut s = format!("{}: {}", text(&d["severity"]), location.join(": "));
+    if let Some(hint) = d["hint"].as_str() {
+        s.push_str(&format!("\n  hint: {hint}"));
+    }
+    s
+}
+
+/// Ids are `[A-Za-z0-9._-]` (and `*`): safe in a URL path as they are; anything else is
+/// percent-encoded so that a typo gets a clean 404 or 400.
+fn segment(id: &str) -> String {
+    id.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"._-*".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}

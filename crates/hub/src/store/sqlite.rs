@@ -1,0 +1,463 @@
+//! The SQLite backend of [`Store`](super::Store): one file in WAL mode, one writing connection
+//! (so writers queue in the hub instead of failing with `SQLITE_BUSY`) and a few readers.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::Value;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::Row;
+
+use super::{
+    AppRow, Effect, InstanceRow, LogQuery, MessageRow, Pairs, Pushed, RecipeRow, Report, StateStatusRow,
+    HISTORY_PER_INSTANCE,
+};
+
+/// The SQL expression for "now" (RFC 3339 UTC with milliseconds).
+const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
+
+/// Prune an instance's history when its seq is a multiple of this.
+const PRUNE_EVERY: u64 = 256;
+
+#[derive(Clone)]
+pub(super) struct Sqlite {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl Sqlite {
+    pub(super) async fn open(path: &Path) -> anyhow::Result<Sqlite> {
+        let options = SqliteConnectOptions::from_str("sqlite:")
+            .context("building the SQLite options")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await
+            .with_context(|| format!("opening the database {}", path.display()))?;
+        sqlx::migrate!("./migrations")
+            .run(&writer)
+            .await
+            .with_context(|| format!("migrating the database {}", path.display()))?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await
+            .with_context(|| format!("opening the database {} to read", path.display()))?;
+        Ok(Sqlite { writer, reader })
+    }
+
+    pub(super) async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+
+    pub(super) async fn create_app(&self, id: &str) -> anyhow::Result<bool> {
+        let done = sqlx::query(&format!("INSERT OR IGNORE INTO apps (id, created_at) VALUES (?, {NOW})"))
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(super) async fn list_apps(&self) -> anyhow::Result<Vec<AppRow>> {
+        let rows = sqlx::query("SELECT id, created_at FROM apps ORDER BY id").fetch_all(&self.reader).await?;
+        rows.iter().map(|r| Ok(AppRow { id: r.try_get("id")?, created_at: r.try_get("created_at")? })).collect()
+    }
+
+    pub(super) async fn app_exists(&self, id: &str) -> anyhow::Result<bool> {
+        let row = sqlx::query("SELECT 1 FROM apps WHERE id = ?").bind(id).fetch_optional(&self.reader).await?;
+        Ok(row.is_some())
+    }
+
+    pub(super) async fn create_instance(&self, app: &str, id: &str, secret: &str) -> anyhow::Result<bool> {
+        let done = sqlx::query(&format!(
+            "INSERT OR IGNORE INTO instances (app_id, id, secret, created_at) VALUES (?, ?, ?, {NOW})"
+        ))
+        .bind(app)
+        .bind(id)
+        .bind(secret)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(super) async fn list_instances(&self, app: &str) -> anyhow::Result<Vec<InstanceRow>> {
+        let rows = sqlx::query(&format!("{INSTANCE_COLUMNS} WHERE app_id = ? ORDER BY id"))
+            .bind(app)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(instance_row).collect()
+    }
+
+    pub(super) async fn instance(&self, app: &str, id: &str) -> anyhow::Result<Option<InstanceRow>> {
+        let row = sqlx::query(&format!("{INSTANCE_COLUMNS} WHERE app_id = ? AND id = ?"))
+            .bind(app)
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(instance_row).transpose()
+    }
+
+    pub(super) async fn instance_secret(&self, app: &str, id: &str) -> anyhow::Result<Option<String>> {
+        let row = sqlx::query("SELECT secret FROM instances WHERE app_id = ? AND id = ?")
+            .bind(app)
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.map(|r| r.try_get("secret")).transpose()?)
+    }
+
+    pub(super) async fn record_handshake(
+        &self,
+        app: &str,
+        id: &str,
+        agent_version: &str,
+        recipe_version: Option<u64>,
+    ) -> anyhow::Result<u64> {
+        let row = sqlx::query(&format!(
+            "UPDATE instances SET agent_version = ?, recipe_version = COALESCE(?, recipe_version), \
+             last_seen = {NOW} WHERE app_id = ? AND id = ? RETURNING last_seq"
+        ))
+        .bind(agent_version)
+        .bind(recipe_version.map(to_i64).transpose()?)
+        .bind(app)
+        .bind(id)
+        .fetch_optional(&self.writer)
+        .await?;
+        let Some(row) = row else {
+            anyhow::bail!("instance `{id}` of app `{app}` vanished during its handshake");
+        };
+        Ok(to_u64(row.try_get("last_seq")?))
+    }
+
+    pub(super) async fn push_recipe(
+        &self,
+        app: &str,
+        state: &Value,
+        retries: Option<&Value>,
+    ) -> anyhow::Result<Pushed> {
+        let mut tx = self.writer.begin().await?;
+        let current = sqlx::query("SELECT version, body FROM recipes WHERE app_id = ? ORDER BY version DESC LIMIT 1")
+            .bind(app)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let mut next = 1;
+        if let Some(row) = current {
+            let version = to_u64(row.try_get("version")?);
+            let body: Value = serde_json::from_str(row.try_get("body")?)?;
+            if body.get("state") == Some(state) && body.get("retries") == retries {
+                return Ok(Pushed::Unchanged(version));
+            }
+            next = version + 1;
+        }
+        let mut body = serde_json::json!({ "recipe_version": next, "state": state });
+        if let Some(retries) = retries {
+            body["retries"] = retries.clone();
+        }
+        sqlx::query(&format!("INSERT INTO recipes (app_id, version, body, created_at) VALUES (?, ?, ?, {NOW})"))
+            .bind(app)
+            .bind(to_i64(next)?)
+            .bind(body.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Pushed::Created(next))
+    }
+
+    pub(super) async fn current_recipe(&self, app: &str) -> anyhow::Result<Option<RecipeRow>> {
+        let row = sqlx::query("SELECT version, body FROM recipes WHERE app_id = ? ORDER BY version DESC LIMIT 1")
+            .bind(app)
+            .fetch_optional(&self.reader)
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        Ok(Some(RecipeRow {
+            version: to_u64(row.try_get("version")?),
+            body: serde_json::from_str(row.try_get("body")?)?,
+        }))
+    }
+
+    pub(super) async fn record_report(&self, app: &str, id: &str, report: &Report) -> anyhow::Result<bool> {
+        let seq = to_i64(report.seq)?;
+        let recipe_version = to_i64(report.recipe_version)?;
+        let mut tx = self.writer.begin().await?;
+        let floor = sqlx::query("SELECT pruned_seq FROM instances WHERE app_id = ? AND id = ?")
+            .bind(app)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(floor) = floor else {
+            anyhow::bail!("instance `{id}` of app `{app}` is unknown");
+        };
+        let floor: i64 = floor.try_get("pruned_seq")?;
+        if seq <= floor {
+            return Ok(false);
+        }
+        let inserted = sqlx::query(&format!(
+            "INSERT OR IGNORE INTO messages (app_id, instance_id, seq, kind, body, received_at) \
+             VALUES (?, ?, ?, ?, ?, {NOW})"
+        ))
+        .bind(app)
+        .bind(id)
+        .bind(seq)
+        .bind(report.kind)
+        .bind(report.body.to_string())
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Ok(false);
+        }
+        // Values from an older message (a replay after a newer one) never overwrite newer ones:
+        // in an UPDATE every expression sees the row as it was, so `last_seq` is the old one.
+        let (round, round_result) = match &report.effect {
+            Effect::RoundStart { round } => (Some(to_i64(*round)?), Some("running".to_string())),
+            Effect::RoundEnd { round, result } => (Some(to_i64(*round)?), Some(result.clone())),
+            Effect::State { .. } => (None, None),
+        };
+        sqlx::query(&format!(
+            "UPDATE instances SET \
+               recipe_version = CASE WHEN ?1 > last_seq THEN ?2 ELSE recipe_version END, \
+               round = CASE WHEN ?1 > last_seq AND ?3 IS NOT NULL THEN ?3 ELSE round END, \
+               round_result = CASE WHEN ?1 > last_seq AND ?4 IS NOT NULL THEN ?4 ELSE round_result END, \
+               last_seq = MAX(last_seq, ?1), last_seen = {NOW} \
+             WHERE app_id = ?5 AND id = ?6"
+        ))
+        .bind(seq)
+        .bind(recipe_version)
+        .bind(round)
+        .bind(round_result)
+        .bind(app)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if let Effect::State { state_id, module, status, attempt, round, comment } = &report.effect {
+            sqlx::query(&format!(
+                "INSERT INTO state_status (app_id, instance_id, state_id, module, status, attempt, \
+                   recipe_version, round, seq, comment, updated_at, log) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {NOW}, ?) \
+                 ON CONFLICT (app_id, instance_id, state_id) DO UPDATE SET \
+                   module = excluded.module, status = excluded.status, attempt = excluded.attempt, \
+                   recipe_version = excluded.recipe_version, round = excluded.round, \
+                   seq = excluded.seq, comment = excluded.comment, updated_at = excluded.updated_at, \
+                   log = excluded.log \
+                 WHERE excluded.seq > state_status.seq"
+            ))
+            .bind(app)
+            .bind(id)
+            .bind(state_id)
+            .bind(module)
+            .bind(status)
+            .bind(i64::from(*attempt))
+            .bind(recipe_version)
+            .bind(to_i64(*round)?)
+            .bind(seq)
+            .bind(comment.as_deref())
+            .bind(report.body.to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
+        if report.seq % PRUNE_EVERY == 0 {
+            prune(&mut tx, app, id).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub(super) async fn release_wait(
+        &self,
+        app: &str,
+        id: &str,
+        recipe_version: u64,
+        state_id: &str,
+    ) -> anyhow::Result<bool> {
+        let done = sqlx::query(&format!(
+            "INSERT OR IGNORE INTO released_waits (app_id, instance_id, recipe_version, state_id, released_at) \
+             VALUES (?, ?, ?, ?, {NOW})"
+        ))
+        .bind(app)
+        .bind(id)
+        .bind(to_i64(recipe_version)?)
+        .bind(state_id)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(super) async fn released_waits(&self, app: &str, id: &str, recipe_version: u64) -> anyhow::Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT state_id FROM released_waits WHERE app_id = ? AND instance_id = ? \
+             AND recipe_version = ? ORDER BY released_at, state_id",
+        )
+        .bind(app)
+        .bind(id)
+        .bind(to_i64(recipe_version)?)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get("state_id")?)).collect()
+    }
+
+    pub(super) async fn released_in_app(&self, app: &str, recipe_version: u64) -> anyhow::Result<Pairs> {
+        let rows =
+            sqlx::query("SELECT instance_id, state_id FROM released_waits WHERE app_id = ? AND recipe_version = ?")
+                .bind(app)
+                .bind(to_i64(recipe_version)?)
+                .fetch_all(&self.reader)
+                .await?;
+        pairs(&rows)
+    }
+
+    pub(super) async fn succeeded_in_app(&self, app: &str, recipe_version: u64) -> anyhow::Result<Pairs> {
+        let rows = sqlx::query(
+            "SELECT instance_id, state_id FROM state_status WHERE app_id = ? \
+             AND recipe_version = ? AND status IN ('ok', 'changed')",
+        )
+        .bind(app)
+        .bind(to_i64(recipe_version)?)
+        .fetch_all(&self.reader)
+        .await?;
+        pairs(&rows)
+    }
+
+    pub(super) async fn state_statuses(&self, app: &str) -> anyhow::Result<Vec<StateStatusRow>> {
+        let rows = sqlx::query(
+            "SELECT instance_id, state_id, module, status, attempt, recipe_version, round, comment, \
+             updated_at FROM state_status WHERE app_id = ? ORDER BY instance_id, state_id",
+        )
+        .bind(app)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StateStatusRow {
+                    instance_id: r.try_get("instance_id")?,
+                    state_id: r.try_get("state_id")?,
+                    module: r.try_get("module")?,
+                    status: r.try_get("status")?,
+                    attempt: u32::try_from(r.try_get::<i64, _>("attempt")?).unwrap_or(0),
+                    recipe_version: to_u64(r.try_get("recipe_version")?),
+                    round: to_u64(r.try_get("round")?),
+                    comment: r.try_get("comment")?,
+                    updated_at: r.try_get("updated_at")?,
+                })
+            })
+            .collect()
+    }
+
+    pub(super) async fn state_logs(&self, app: &str, query: &LogQuery) -> anyhow::Result<Vec<MessageRow>> {
+        let limit = i64::from(query.limit);
+        let after = query.after_seq.map(to_i64).transpose()?;
+        // With `after_seq`: the oldest after it (paging forward); otherwise the newest ones.
+        let order = if after.is_some() { "seq ASC, rowid ASC" } else { "rowid DESC" };
+        let sql = format!(
+            "SELECT instance_id, seq, received_at, body FROM messages \
+             WHERE app_id = ?1 AND kind = 'StateLog' AND (?2 IS NULL OR instance_id = ?2) \
+             AND (?3 IS NULL OR seq > ?3) ORDER BY {order} LIMIT ?4"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(app)
+            .bind(query.instance_id.as_deref())
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.reader)
+            .await?;
+        let mut logs = rows
+            .iter()
+            .map(|r| {
+                Ok(MessageRow {
+                    instance_id: r.try_get("instance_id")?,
+                    seq: to_u64(r.try_get("seq")?),
+                    received_at: r.try_get("received_at")?,
+                    body: serde_json::from_str(r.try_get("body")?)?,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        if after.is_none() {
+            logs.reverse();
+        }
+        Ok(logs)
+    }
+
+    pub(super) async fn seqs(&self, app: &str, id: &str) -> anyhow::Result<Vec<u64>> {
+        let rows = sqlx::query("SELECT seq FROM messages WHERE app_id = ? AND instance_id = ? ORDER BY seq")
+            .bind(app)
+            .bind(id)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(|r| Ok(to_u64(r.try_get("seq")?))).collect()
+    }
+}
+
+const INSTANCE_COLUMNS: &str = "SELECT app_id, id, created_at, last_seq, agent_version, \
+    recipe_version, last_seen, round, round_result FROM instances";
+
+fn instance_row(r: &SqliteRow) -> anyhow::Result<InstanceRow> {
+    Ok(InstanceRow {
+        app_id: r.try_get("app_id")?,
+        id: r.try_get("id")?,
+        created_at: r.try_get("created_at")?,
+        last_seq: to_u64(r.try_get("last_seq")?),
+        agent_version: r.try_get("agent_version")?,
+        recipe_version: r.try_get::<Option<i64>, _>("recipe_version")?.map(to_u64),
+        last_seen: r.try_get("last_seen")?,
+        round: r.try_get::<Option<i64>, _>("round")?.map(to_u64),
+        round_result: r.try_get("round_result")?,
+    })
+}
+
+fn pairs(rows: &[SqliteRow]) -> anyhow::Result<Pairs> {
+    let mut set = HashSet::with_capacity(rows.len());
+    for r in rows {
+        set.insert((r.try_get("instance_id")?, r.try_get("state_id")?));
+    }
+    Ok(set)
+}
+
+/// Drops an instance's messages older than the last [`HISTORY_PER_INSTANCE`], remembering the
+/// floor so that a replay of a dropped seq still counts as a duplicate.
+async fn prune(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, app: &str, id: &str) -> anyhow::Result<()> {
+    let cutoff =
+        sqlx::query("SELECT seq FROM messages WHERE app_id = ? AND instance_id = ? ORDER BY seq DESC LIMIT 1 OFFSET ?")
+            .bind(app)
+            .bind(id)
+            .bind(HISTORY_PER_INSTANCE)
+            .fetch_optional(&mut **tx)
+            .await?;
+    let Some(cutoff) = cutoff else {
+        return Ok(());
+    };
+    let cutoff: i64 = cutoff.try_get("seq")?;
+    sqlx::query("DELETE FROM messages WHERE app_id = ? AND instance_id = ? AND seq <= ?")
+        .bind(app)
+        .bind(id)
+        .bind(cutoff)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("UPDATE instances SET pruned_seq = MAX(pruned_seq, ?) WHERE app_id = ? AND id = ?")
+        .bind(cutoff)
+        .bind(app)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Seqs and versions are `u64` on the wire and `INTEGER` (i64) in SQLite.
+fn to_i64(value: u64) -> anyhow::Result<i64> {
+    i64::try_from(value).with_context(|| format!("{value} is too large to store"))
+}
+
+fn to_u64(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
