@@ -25,8 +25,8 @@ pub struct Cli {
     /// The hub's data directory (database, API token).
     #[arg(long, global = true, default_value = "./opsagent-hub-data")]
     pub data_dir: PathBuf,
-    /// Trust this CA certificate (PEM) when talking to a TLS hub.
-    #[arg(long, global = true)]
+    /// Trust this CA certificate (PEM) when talking to a TLS hub (besides the system's roots).
+    #[arg(long, global = true, env = "OPSAGENT_HUB_CA_CERT")]
     pub ca_cert: Option<PathBuf>,
     /// Print the API's JSON.
     #[arg(long, global = true)]
