@@ -289,3 +289,19 @@ async fn pings_are_answered() {
     }
     hub.shutdown().await;
 }
+
+#[tokio::test]
+async fn connections_over_the_cap_are_refused_until_a_slot_frees() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = crate::common::config(dir.path());
+    config.max_connections = 1;
+    let hub = opsagent_hub::serve(config).await.unwrap();
+    let secret = instance(&hub, "demo", "web-1").await;
+    let (agent, _) = Agent::authenticated(&hub, "demo", "web-1", &secret, None).await;
+    let refused = tokio_tungstenite::connect_async(hub.agent_url()).await;
+    assert!(refused.is_err(), "a second connection must be refused");
+    drop(agent);
+    wait_until("the slot is free again", || async { tokio_tungstenite::connect_async(hub.agent_url()).await.is_ok() })
+        .await;
+    hub.shutdown().await;
+}

@@ -8,5 +8,6 @@ mod api;
 mod cli;
 mod frames;
 mod restart;
+mod store;
 mod tls;
 mod waits;
