@@ -82,7 +82,8 @@ pub struct Hub {
     child: Option<Child>,
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
-    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Certificate chain, key, and the CA the CLI trusts.
+    pub tls: Option<(PathBuf, PathBuf, PathBuf)>,
     log: PathBuf,
 }
 
@@ -95,14 +96,15 @@ impl Hub {
         hub
     }
 
-    /// Starts a hub serving TLS with the given certificate chain and key (PEM files).
-    pub fn start_tls(dir: &Path, cert: &Path, key: &Path) -> Hub {
+    /// Starts a hub serving TLS with the given certificate chain and key (PEM files); the CLI
+    /// trusts `ca`.
+    pub fn start_tls(dir: &Path, cert: &Path, key: &Path, ca: &Path) -> Hub {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("an address");
         let mut hub = Hub {
             child: None,
             addr,
             data_dir: dir.join("hub-data"),
-            tls: Some((cert.to_path_buf(), key.to_path_buf())),
+            tls: Some((cert.to_path_buf(), key.to_path_buf(), ca.to_path_buf())),
             log: dir.join("hub.log"),
         };
         hub.spawn();
@@ -113,7 +115,7 @@ impl Hub {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("hub log");
         let mut cmd = Command::new(hub_bin());
         cmd.arg("serve").arg("--listen").arg(self.addr.to_string()).arg("--data-dir").arg(&self.data_dir);
-        if let Some((cert, key)) = &self.tls {
+        if let Some((cert, key, _)) = &self.tls {
             cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
         }
         let child = cmd
@@ -152,8 +154,8 @@ impl Hub {
     pub fn cli(&self, args: &[&str]) -> Run {
         let mut cmd = Command::new(hub_bin());
         cmd.arg("--hub").arg(self.http_url()).arg("--token").arg(self.token()).args(args).env("NO_COLOR", "1");
-        if let Some((cert, _)) = &self.tls {
-            cmd.env("SSL_CERT_FILE", cert);
+        if let Some((_, _, ca)) = &self.tls {
+            cmd.env("OPSAGENT_HUB_CA_CERT", ca);
         }
         Run::from(cmd.output().expect("run opsagent-hub"))
     }

@@ -28,7 +28,7 @@ fn agent_trusts_only_a_verified_hub() {
     let dir = scratch();
     let (ca, cert, key) = make_pki(dir.path(), "good");
     let (other_ca, _, _) = make_pki(dir.path(), "other");
-    let hub = Hub::start_tls(dir.path(), &cert, &key);
+    let hub = Hub::start_tls(dir.path(), &cert, &key, &ca);
     hub.create_app("app");
     let file = recipe(
         dir.path(),
