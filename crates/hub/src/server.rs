@@ -83,12 +83,21 @@ pub enum ServeError {
     Environment(#[from] anyhow::Error),
 }
 
-/// A running hub.
+/// A running hub. Dropping it without [`Hub::shutdown`] stops it abruptly (connections cut).
 pub struct Hub {
     shared: Arc<Shared>,
     server: axum_server::Handle,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     grace: Duration,
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        if self.task.is_some() {
+            self.shared.shutdown.cancel();
+            self.server.shutdown();
+        }
+    }
 }
 
 impl Hub {
@@ -121,7 +130,10 @@ impl Hub {
 
     /// Stops: refuses new connections, closes every agent connection, waits (up to the grace
     /// period) for them and the HTTP server to end, then closes the store.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
+        let Some(task) = self.task.take() else {
+            return;
+        };
         let grace = self.grace;
         self.shared.shutdown.cancel();
         self.server.graceful_shutdown(Some(grace));
@@ -129,7 +141,7 @@ impl Hub {
         if tokio::time::timeout(grace, self.shared.tasks.wait()).await.is_err() {
             tracing::warn!("some agent connections did not end in time");
         }
-        match tokio::time::timeout(grace, self.task).await {
+        match tokio::time::timeout(grace, task).await {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(e))) => tracing::error!(error = %e, "the HTTP server failed"),
             Ok(Err(e)) => tracing::error!(error = %e, "the HTTP server task failed"),
@@ -202,7 +214,7 @@ pub async fn serve(config: ServeConfig) -> Result<Hub, ServeError> {
     };
     tracing::info!(address = %local_addr, tls = shared.tls, data_dir = %config.data_dir.display(),
         version = env!("CARGO_PKG_VERSION"), "hub listening");
-    Ok(Hub { shared, server: handle, task, grace: config.shutdown_grace })
+    Ok(Hub { shared, server: handle, task: Some(task), grace: config.shutdown_grace })
 }
 
 fn router(shared: Arc<Shared>) -> Router {
