@@ -40,7 +40,14 @@ pub async fn upgrade(
             .into_response();
     };
     let tasks = shared.tasks.clone();
-    ws.max_message_size(MAX_AGENT_FRAME).max_frame_size(MAX_AGENT_FRAME).on_upgrade(move |socket| {
+    // tungstenite allocates its read buffer up front (128 KiB by default): with thousands of
+    // agents that would be most of the hub's memory, and agents' frames are small.
+    let ws = ws
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(0)
+        .max_message_size(MAX_AGENT_FRAME)
+        .max_frame_size(MAX_AGENT_FRAME);
+    ws.on_upgrade(move |socket| {
         let span = tracing::info_span!(
             "connection",
             %peer,
@@ -50,6 +57,9 @@ pub async fn upgrade(
         tasks.track_future(connection(shared, socket, permit).instrument(span))
     })
 }
+
+/// The read buffer of one agent connection (a larger frame still fits, up to the limit).
+const READ_BUFFER_BYTES: usize = 8 * 1024;
 
 type Sink = SplitSink<WebSocket, Message>;
 type Stream = SplitStream<WebSocket>;

@@ -95,6 +95,13 @@ async fn binary_and_oversized_frames_are_refused() {
 
     let (mut agent, welcome) = Agent::authenticated(&hub, "demo", "web-1", &secret, None).await;
     assert_eq!(welcome["last_seq"], 0);
-    assert_eq!(agent.report(state_log(1, 1, "a", "meta.comment", "ok")).await["code"], "Ack");
+    // Large but under the limit: stored and acknowledged.
+    let mut log = state_log(1, 1, "big", "linux.cmd", "ok");
+    log["stdout"] = json!("z".repeat(opsagent_proto::MAX_AGENT_FRAME - 4096));
+    assert_eq!(agent.report(log).await, json!({ "code": "Ack", "seq": 1 }));
+    drop(agent);
+    let (mut agent, welcome) = Agent::authenticated(&hub, "demo", "web-1", &secret, None).await;
+    assert_eq!(welcome["last_seq"], 1);
+    assert_eq!(agent.report(state_log(2, 1, "a", "meta.comment", "ok")).await["code"], "Ack");
     hub.shutdown().await;
 }
