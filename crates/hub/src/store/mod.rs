@@ -4,6 +4,7 @@
 //! [`Store`] is what a PostgreSQL backend will implement later; today it is SQLite (`sqlite.rs`,
 //! the only place that holds SQL). Times are RFC 3339 UTC strings made by the database.
 
+mod batch;
 mod sqlite;
 
 use std::collections::HashSet;

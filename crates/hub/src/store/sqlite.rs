@@ -28,6 +28,7 @@ const PRUNE_EVERY: u64 = 256;
 pub(super) struct Sqlite {
     writer: SqlitePool,
     reader: SqlitePool,
+    reports: super::batch::Batcher,
 }
 
 impl Sqlite {
@@ -54,7 +55,8 @@ impl Sqlite {
             .connect_with(options.read_only(true))
             .await
             .with_context(|| format!("opening the database {} to read", path.display()))?;
-        Ok(Sqlite { writer, reader })
+        let reports = super::batch::Batcher::start(writer.clone());
+        Ok(Sqlite { writer, reader, reports })
     }
 
     pub(super) async fn close(&self) {
@@ -190,89 +192,7 @@ impl Sqlite {
     }
 
     pub(super) async fn record_report(&self, app: &str, id: &str, report: &Report) -> anyhow::Result<bool> {
-        let seq = to_i64(report.seq)?;
-        let recipe_version = to_i64(report.recipe_version)?;
-        let mut tx = self.writer.begin().await?;
-        let floor = sqlx::query("SELECT pruned_seq FROM instances WHERE app_id = ? AND id = ?")
-            .bind(app)
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(floor) = floor else {
-            anyhow::bail!("instance `{id}` of app `{app}` is unknown");
-        };
-        let floor: i64 = floor.try_get("pruned_seq")?;
-        if seq <= floor {
-            return Ok(false);
-        }
-        let inserted = sqlx::query(&format!(
-            "INSERT OR IGNORE INTO messages (app_id, instance_id, seq, kind, body, received_at) \
-             VALUES (?, ?, ?, ?, ?, {NOW})"
-        ))
-        .bind(app)
-        .bind(id)
-        .bind(seq)
-        .bind(report.kind)
-        .bind(report.body.to_string())
-        .execute(&mut *tx)
-        .await?;
-        if inserted.rows_affected() == 0 {
-            return Ok(false);
-        }
-        // Values from an older message (a replay after a newer one) never overwrite newer ones:
-        // in an UPDATE every expression sees the row as it was, so `last_seq` is the old one.
-        let (round, round_result) = match &report.effect {
-            Effect::RoundStart { round } => (Some(to_i64(*round)?), Some("running".to_string())),
-            Effect::RoundEnd { round, result } => (Some(to_i64(*round)?), Some(result.clone())),
-            Effect::State { .. } => (None, None),
-        };
-        sqlx::query(&format!(
-            "UPDATE instances SET \
-               recipe_version = CASE WHEN ?1 > last_seq THEN ?2 ELSE recipe_version END, \
-               round = CASE WHEN ?1 > last_seq AND ?3 IS NOT NULL THEN ?3 ELSE round END, \
-               round_result = CASE WHEN ?1 > last_seq AND ?4 IS NOT NULL THEN ?4 ELSE round_result END, \
-               last_seq = MAX(last_seq, ?1), last_seen = {NOW} \
-             WHERE app_id = ?5 AND id = ?6"
-        ))
-        .bind(seq)
-        .bind(recipe_version)
-        .bind(round)
-        .bind(round_result)
-        .bind(app)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        if let Effect::State { state_id, module, status, attempt, round, comment } = &report.effect {
-            sqlx::query(&format!(
-                "INSERT INTO state_status (app_id, instance_id, state_id, module, status, attempt, \
-                   recipe_version, round, seq, comment, updated_at, log) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {NOW}, ?) \
-                 ON CONFLICT (app_id, instance_id, state_id) DO UPDATE SET \
-                   module = excluded.module, status = excluded.status, attempt = excluded.attempt, \
-                   recipe_version = excluded.recipe_version, round = excluded.round, \
-                   seq = excluded.seq, comment = excluded.comment, updated_at = excluded.updated_at, \
-                   log = excluded.log \
-                 WHERE excluded.seq > state_status.seq"
-            ))
-            .bind(app)
-            .bind(id)
-            .bind(state_id)
-            .bind(module)
-            .bind(status)
-            .bind(i64::from(*attempt))
-            .bind(recipe_version)
-            .bind(to_i64(*round)?)
-            .bind(seq)
-            .bind(comment.as_deref())
-            .bind(report.body.to_string())
-            .execute(&mut *tx)
-            .await?;
-        }
-        if report.seq % PRUNE_EVERY == 0 {
-            prune(&mut tx, app, id).await?;
-        }
-        tx.commit().await?;
-        Ok(true)
+        self.reports.record(app, id, report).await
     }
 
     pub(super) async fn release_wait(
@@ -397,6 +317,99 @@ impl Sqlite {
             .await?;
         rows.iter().map(|r| Ok(to_u64(r.try_get("seq")?))).collect()
     }
+}
+
+/// Stores one report inside a transaction (see `batch.rs`); `false` for a duplicate.
+pub(super) async fn record_report_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    app: &str,
+    id: &str,
+    report: &Report,
+) -> anyhow::Result<bool> {
+    // Every conversion that can fail happens before the first write: a report is stored whole
+    // or not at all, even inside a batch (`batch.rs`) that commits other reports.
+    let seq = to_i64(report.seq)?;
+    let recipe_version = to_i64(report.recipe_version)?;
+    let (round, round_result) = match &report.effect {
+        Effect::RoundStart { round } => (to_i64(*round)?, Some("running".to_string())),
+        Effect::RoundEnd { round, result } => (to_i64(*round)?, Some(result.clone())),
+        Effect::State { round, .. } => (to_i64(*round)?, None),
+    };
+    let round_event = round_result.is_some().then_some(round);
+    let floor = sqlx::query("SELECT pruned_seq FROM instances WHERE app_id = ? AND id = ?")
+        .bind(app)
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let Some(floor) = floor else {
+        anyhow::bail!("instance `{id}` of app `{app}` is unknown");
+    };
+    let floor: i64 = floor.try_get("pruned_seq")?;
+    if seq <= floor {
+        return Ok(false);
+    }
+    let inserted = sqlx::query(&format!(
+        "INSERT OR IGNORE INTO messages (app_id, instance_id, seq, kind, body, received_at) \
+         VALUES (?, ?, ?, ?, ?, {NOW})"
+    ))
+    .bind(app)
+    .bind(id)
+    .bind(seq)
+    .bind(report.kind)
+    .bind(report.body.to_string())
+    .execute(&mut **tx)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        return Ok(false);
+    }
+    // Values from an older message (a replay after a newer one) never overwrite newer ones:
+    // in an UPDATE every expression sees the row as it was, so `last_seq` is the old one.
+    sqlx::query(&format!(
+        "UPDATE instances SET \
+           recipe_version = CASE WHEN ?1 > last_seq THEN ?2 ELSE recipe_version END, \
+           round = CASE WHEN ?1 > last_seq AND ?3 IS NOT NULL THEN ?3 ELSE round END, \
+           round_result = CASE WHEN ?1 > last_seq AND ?4 IS NOT NULL THEN ?4 ELSE round_result END, \
+           last_seq = MAX(last_seq, ?1), last_seen = {NOW} \
+         WHERE app_id = ?5 AND id = ?6"
+    ))
+    .bind(seq)
+    .bind(recipe_version)
+    .bind(round_event)
+    .bind(round_result)
+    .bind(app)
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    if let Effect::State { state_id, module, status, attempt, comment, .. } = &report.effect {
+        sqlx::query(&format!(
+            "INSERT INTO state_status (app_id, instance_id, state_id, module, status, attempt, \
+               recipe_version, round, seq, comment, updated_at, log) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {NOW}, ?) \
+             ON CONFLICT (app_id, instance_id, state_id) DO UPDATE SET \
+               module = excluded.module, status = excluded.status, attempt = excluded.attempt, \
+               recipe_version = excluded.recipe_version, round = excluded.round, \
+               seq = excluded.seq, comment = excluded.comment, updated_at = excluded.updated_at, \
+               log = excluded.log \
+             WHERE excluded.seq > state_status.seq"
+        ))
+        .bind(app)
+        .bind(id)
+        .bind(state_id)
+        .bind(module)
+        .bind(status)
+        .bind(i64::from(*attempt))
+        .bind(recipe_version)
+        .bind(round)
+        .bind(seq)
+        .bind(comment.as_deref())
+        .bind(report.body.to_string())
+        .execute(&mut **tx)
+        .await?;
+    }
+    if report.seq % PRUNE_EVERY == 0 {
+        prune(tx, app, id).await?;
+    }
+    Ok(true)
 }
 
 const INSTANCE_COLUMNS: &str = "SELECT app_id, id, created_at, last_seq, agent_version, \
