@@ -101,9 +101,19 @@ async fn wait_for_signal() {
     }
 }
 
+const QUIET_TARGETS: &[&str] =
+    &["hyper=info", "hyper_util=info", "h2=info", "tungstenite=info", "tokio_tungstenite=info", "axum_server=info"];
+
 /// Logs to stderr; `OPSAGENT_LOG` takes `RUST_LOG` syntax (default `info`).
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("OPSAGENT_LOG")
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env("OPSAGENT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // The HTTP and WebSocket libraries trace raw headers and frames (bearer tokens, handshake
+    // HMACs): never below info, whatever `OPSAGENT_LOG` asks.
+    for directive in QUIET_TARGETS {
+        if let Ok(directive) = directive.parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }

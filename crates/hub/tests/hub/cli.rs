@@ -125,3 +125,59 @@ async fn serve_refuses_a_public_plain_address() {
     assert_eq!(code(&out), 2);
     assert!(text(&out.stderr).contains("--insecure-plain-ws"), "{}", text(&out.stderr));
 }
+
+/// A hub binary run at `trace` level never logs an instance secret, the API token or an HMAC.
+#[tokio::test]
+async fn no_secret_reaches_the_log_even_at_trace_level() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let log_path = dir.path().join("hub.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_opsagent-hub"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--api-token-file"])
+        .arg(&token_file)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env("OPSAGENT_LOG", "trace")
+        .env_remove("OPSAGENT_HUB_TOKEN")
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    // The bound address, from the start line.
+    let mut url = None;
+    crate::common::wait_until("the hub says where it listens", || {
+        let found = BufReader::new(std::fs::File::open(&log_path).unwrap())
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|l| l.split("listening on ").nth(1).and_then(|r| r.split(' ').next()).map(str::to_string));
+        url = found.map(|addr| format!("http://{addr}"));
+        std::future::ready(url.is_some())
+    })
+    .await;
+    let url = url.unwrap();
+    assert_eq!(code(&run(&url, TOKEN, &["app", "create", "demo"]).await), 0);
+    let out = run(&url, TOKEN, &["--json", "instance", "add", "demo", "web-1"]).await;
+    let added: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let secret = added["secret"].as_str().unwrap().to_string();
+    let agent_url = added["config"].as_str().unwrap().split('"').nth(1).unwrap().to_string();
+    let (socket, _) = tokio_tungstenite::connect_async(agent_url).await.unwrap();
+    let mut agent = crate::common::Agent::after_connect(socket).await;
+    let hmac = opsagent_proto::handshake_hmac(&secret, &agent.nonce, "demo", "web-1");
+    agent.handshake("demo", "web-1", &secret, None).await;
+    assert_eq!(agent.recv().await["code"], "Welcome");
+    assert_eq!(agent.report(crate::common::state_log(1, 1, "a", "meta.comment", "ok")).await["code"], "Ack");
+    drop(agent);
+    // A wrong token and a wrong HMAC are not logged either.
+    assert_eq!(code(&run(&url, "wrong-token-value", &["app", "list"]).await), 2);
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    assert!(text.contains("agent connected"), "{text}");
+    for (what, needle) in
+        [("secret", secret.as_str()), ("token", TOKEN), ("hmac", hmac.as_str()), ("wrong token", "wrong-token-value")]
+    {
+        assert!(!text.contains(needle), "the {what} is in the log");
+    }
+}
