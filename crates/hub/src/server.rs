@@ -165,6 +165,15 @@ pub async fn serve(config: ServeConfig) -> Result<Hub, ServeError> {
             hint: "give `--tls-cert` and `--tls-key`, listen on 127.0.0.1, or pass `--insecure-plain-ws` if a proxy terminates TLS".into(),
         });
     }
+    if let Some(url) = &config.public_url {
+        let scheme_ok = url.starts_with("ws://") || url.starts_with("wss://");
+        if !scheme_ok || url.chars().any(|c| c.is_whitespace() || c.is_control() || "\"\\".contains(c)) {
+            return Err(ServeError::Invalid {
+                message: format!("`{url}` is not a WebSocket URL for agents"),
+                hint: "write it like `wss://hub.example.com/agent/`".into(),
+            });
+        }
+    }
     let tls_config = match &config.tls {
         Some(files) => Some(tls::server_config(&files.cert, &files.key)?),
         None => None,

@@ -117,6 +117,9 @@ async fn connection(shared: Arc<Shared>, socket: WebSocket, _permit: OwnedSemaph
     if timeout(shared.limits.write_timeout, writer).await.is_err() {
         tracing::warn!("the connection's writer did not stop in time");
     }
+    if let Err(e) = shared.store.record_disconnect(&app, &instance).await {
+        tracing::warn!(error = %format!("{e:#}"), "cannot record a disconnection");
+    }
     tracing::info!("agent disconnected");
 }
 

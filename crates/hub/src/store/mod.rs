@@ -161,6 +161,11 @@ impl Store {
         self.backend.record_handshake(app, id, agent_version, recipe_version).await
     }
 
+    /// Records that an instance's connection ended (its `last_seen`).
+    pub async fn record_disconnect(&self, app: &str, id: &str) -> anyhow::Result<()> {
+        self.backend.record_disconnect(app, id).await
+    }
+
     /// Stores `state` (the list of states) and `retries` as the app's next recipe version, unless
     /// they equal the current version's.
     pub async fn push_recipe(&self, app: &str, state: &Value, retries: Option<&Value>) -> anyhow::Result<Pushed> {

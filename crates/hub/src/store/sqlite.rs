@@ -143,6 +143,15 @@ impl Sqlite {
         Ok(to_u64(row.try_get("last_seq")?))
     }
 
+    pub(super) async fn record_disconnect(&self, app: &str, id: &str) -> anyhow::Result<()> {
+        sqlx::query(&format!("UPDATE instances SET last_seen = {NOW} WHERE app_id = ? AND id = ?"))
+            .bind(app)
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
     pub(super) async fn push_recipe(
         &self,
         app: &str,

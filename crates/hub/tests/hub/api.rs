@@ -165,3 +165,19 @@ async fn plain_ws_on_a_public_address_needs_the_flag() {
     let hub = opsagent_hub::serve(config).await.unwrap();
     hub.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_public_url_goes_into_instance_configs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = crate::common::config(dir.path());
+    config.public_url = Some("wss://hub\"x/agent/".to_string());
+    assert!(matches!(opsagent_hub::serve(config.clone()).await, Err(opsagent_hub::ServeError::Invalid { .. })));
+    config.public_url = Some("https://hub.example.com/agent/".to_string());
+    assert!(matches!(opsagent_hub::serve(config.clone()).await, Err(opsagent_hub::ServeError::Invalid { .. })));
+    config.public_url = Some("wss://hub.example.com/agent/".to_string());
+    let hub = opsagent_hub::serve(config).await.unwrap();
+    api(&hub, "POST", "/apps", Some(json!({ "id": "demo" }))).await;
+    let (_, added) = api(&hub, "POST", "/apps/demo/instances", Some(json!({ "id": "web-1" }))).await;
+    assert!(added["config"].as_str().unwrap().starts_with("hub_url = \"wss://hub.example.com/agent/\"\n"));
+    hub.shutdown().await;
+}
