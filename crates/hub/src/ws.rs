@@ -87,7 +87,7 @@ async fn connection(shared: Arc<Shared>, socket: WebSocket, _permit: OwnedSemaph
     let cancel = shared.shutdown.child_token();
     let (sender, receiver) = mpsc::channel(shared.limits.queue);
     let peer = Peer { connection_id: shared.registry.connection_id(), sender, cancel: cancel.clone() };
-    let writer = tokio::spawn(
+    let mut writer = tokio::spawn(
         writer(sink, receiver, cancel.clone(), shared.limits.write_timeout).instrument(tracing::Span::current()),
     );
     // Welcome goes into the queue before the connection is registered, so it is always first.
@@ -114,8 +114,9 @@ async fn connection(shared: Arc<Shared>, socket: WebSocket, _permit: OwnedSemaph
         cancel.cancel();
     }
     drop(peer);
-    if timeout(shared.limits.write_timeout, writer).await.is_err() {
+    if timeout(shared.limits.write_timeout, &mut writer).await.is_err() {
         tracing::warn!("the connection's writer did not stop in time");
+        writer.abort();
     }
     if let Err(e) = shared.store.record_disconnect(&app, &instance).await {
         tracing::warn!(error = %format!("{e:#}"), "cannot record a disconnection");
