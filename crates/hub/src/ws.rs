@@ -151,7 +151,10 @@ async fn handshake(shared: &Shared, sink: &mut Sink, stream: &mut Stream) -> Opt
     if send_now(shared, sink, &hello).await.is_err() {
         return None;
     }
-    let first = timeout(shared.limits.handshake_timeout, next_text(stream)).await;
+    let first = tokio::select! {
+        _ = shared.shutdown.cancelled() => return None,
+        first = timeout(shared.limits.handshake_timeout, next_text(stream)) => first,
+    };
     let text = match first {
         Err(_) => {
             shared.metrics.refused(Refusal::Timeout);
