@@ -126,7 +126,8 @@ async fn serve_refuses_a_public_plain_address() {
     assert!(text(&out.stderr).contains("--insecure-plain-ws"), "{}", text(&out.stderr));
 }
 
-/// A hub binary run at `trace` level never logs an instance secret, the API token or an HMAC.
+/// A hub binary run at `trace` level never logs an instance secret, the API token or an HMAC;
+/// SIGTERM stops it cleanly.
 #[tokio::test]
 async fn no_secret_reaches_the_log_even_at_trace_level() {
     use std::io::{BufRead, BufReader};
@@ -171,10 +172,14 @@ async fn no_secret_reaches_the_log_even_at_trace_level() {
     drop(agent);
     // A wrong token and a wrong HMAC are not logged either.
     assert_eq!(code(&run(&url, "wrong-token-value", &["app", "list"]).await), 2);
-    let _ = child.kill();
-    let _ = child.wait();
+    // SIGTERM stops it cleanly.
+    let term = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(term.success());
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    assert_eq!(status.code(), Some(0));
     let text = std::fs::read_to_string(&log_path).unwrap();
     assert!(text.contains("agent connected"), "{text}");
+    assert!(text.contains("hub stopped"), "{text}");
     for (what, needle) in
         [("secret", secret.as_str()), ("token", TOKEN), ("hmac", hmac.as_str()), ("wrong token", "wrong-token-value")]
     {
