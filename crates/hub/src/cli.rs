@@ -1,6 +1,6 @@
 //! The `opsagent-hub` command line: `serve`, and the operator commands that talk to a hub's API
-//! (`app`, `instance`, `recipe`, `done`, `status`, `logs`). Data goes to stdout (the API's JSON
-//! with `--json`), messages to stderr.
+//! (`app`, `instance`, `recipe`, `done`, `status`, `logs`). Results go to stdout (the API's JSON
+//! with `--json`); errors, hints and recipe diagnostics to stderr.
 
 use std::fmt::Write;
 use std::net::SocketAddr;
@@ -157,10 +157,7 @@ async fn operator(cli: &Cli) -> Result<(), Failure> {
         Command::Serve(_) => unreachable!("`serve` is not an operator command"),
         Command::App(AppCommand::Create { app }) => {
             let answer = client.post("/apps", &json!({ "id": app })).await?;
-            out(&answer, &|_| String::new());
-            if !cli.json {
-                eprintln!("created app `{app}`");
-            }
+            out(&answer, &|_| format!("created app `{app}`\n"));
         }
         Command::App(AppCommand::List) => {
             let answer = client.get("/apps").await?;
@@ -195,18 +192,17 @@ async fn operator(cli: &Cli) -> Result<(), Failure> {
                 failure.message = format!("{}: {}", file.display(), failure.message);
                 failure
             })?;
-            out(&answer, &|_| String::new());
-            if !cli.json {
-                let version = &answer["recipe_version"];
-                if answer["unchanged"] == true {
-                    eprintln!("recipe unchanged: app `{app}` stays at version {version}; nothing sent");
+            out(&answer, &|v| {
+                let version = &v["recipe_version"];
+                if v["unchanged"] == true {
+                    format!("recipe unchanged: app `{app}` stays at version {version}; nothing sent\n")
                 } else {
-                    eprintln!(
-                        "pushed recipe version {version} to app `{app}` (sent to {} connected agent(s))",
-                        answer["sent_to"]
-                    );
+                    format!(
+                        "pushed recipe version {version} to app `{app}` (sent to {} connected agent(s))\n",
+                        v["sent_to"]
+                    )
                 }
-            }
+            });
         }
         Command::Recipe(RecipeCommand::Show { app }) => {
             let answer = client.get(&format!("/apps/{}/recipe", segment(app))).await?;

@@ -35,6 +35,7 @@ async fn operator_commands_and_exit_codes() {
 
     let out = run(&url, TOKEN, &["app", "create", "demo"]).await;
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "created app `demo`\n");
     let out = run(&url, TOKEN, &["app", "create", "demo"]).await;
     assert_eq!(code(&out), 1);
     assert!(text(&out.stderr).contains("error: app `demo` exists already"));
@@ -59,10 +60,10 @@ async fn operator_commands_and_exit_codes() {
     .unwrap();
     let out = run(&url, TOKEN, &["recipe", "push", "demo", recipe.to_str().unwrap()]).await;
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("pushed recipe version 1 to app `demo`"), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("pushed recipe version 1 to app `demo`"), "{}", text(&out.stderr));
     let out = run(&url, TOKEN, &["recipe", "push", "demo", recipe.to_str().unwrap()]).await;
     assert_eq!(code(&out), 0);
-    assert!(text(&out.stderr).contains("unchanged"), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("unchanged"), "{}", text(&out.stderr));
     let out = run(&url, TOKEN, &["recipe", "show", "demo"]).await;
     let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(shown["recipe_version"], 1);
