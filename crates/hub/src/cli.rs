@@ -39,6 +39,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the hub.
     Serve(ServeArgs),
+    /// Try it: a local hub, a demo app and a local agent applying an example recipe, shown live.
+    Quickstart(crate::quickstart::QuickstartArgs),
     /// Create and list apps.
     #[command(subcommand)]
     App(AppCommand),
@@ -154,7 +156,9 @@ async fn operator(cli: &Cli) -> Result<(), Failure> {
         }
     };
     match &cli.command {
-        Command::Serve(_) => unreachable!("`serve` is not an operator command"),
+        Command::Serve(_) | Command::Quickstart(_) => {
+            unreachable!("`serve` and `quickstart` are not operator commands")
+        }
         Command::App(AppCommand::Create { app }) => {
             let answer = client.post("/apps", &json!({ "id": app })).await?;
             out(&answer, &|_| format!("created app `{app}`\n"));

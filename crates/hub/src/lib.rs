@@ -14,6 +14,7 @@ pub mod cli;
 pub mod client;
 pub mod error;
 pub mod metrics;
+pub mod quickstart;
 pub mod recipe;
 pub mod registry;
 pub mod server;

@@ -23,9 +23,23 @@ fn main() -> ExitCode {
     };
     let exit = match &cli.command {
         Command::Serve(args) => runtime.block_on(serve(&cli, args)),
+        Command::Quickstart(args) => runtime.block_on(quickstart(args)),
         _ => runtime.block_on(cli::run_operator(&cli)),
     };
     ExitCode::from(exit as u8)
+}
+
+async fn quickstart(args: &opsagent_hub::quickstart::QuickstartArgs) -> Exit {
+    match opsagent_hub::quickstart::run(args).await {
+        Ok(()) => Exit::Success,
+        Err(failure) => {
+            eprintln!("error: {}", failure.message);
+            if let Some(hint) = failure.hint {
+                eprintln!("\nhint: {hint}");
+            }
+            failure.exit
+        }
+    }
 }
 
 async fn serve(cli: &Cli, args: &ServeArgs) -> Exit {

@@ -34,7 +34,7 @@ pub struct QuickstartArgs {
     pub agent_bin: Option<PathBuf>,
 }
 
-pub async fn run(args: QuickstartArgs) -> Result<(), Failure> {
+pub async fn run(args: &QuickstartArgs) -> Result<(), Failure> {
     let dir = std::path::absolute(&args.dir).map_err(|e| env_failure(format!("{}: {e}", args.dir.display())))?;
     std::fs::create_dir_all(&dir).map_err(|e| env_failure(format!("creating {}: {e}", dir.display())))?;
     let paint = Paint::new();
@@ -108,7 +108,11 @@ pub async fn run(args: QuickstartArgs) -> Result<(), Failure> {
     println!("  try        opsagent-hub --hub {} status {APP}", hub.url());
     println!("  agent      {INSTANCE}, log in {}", log_path.display());
     println!("  scratch    {}", scratch.display());
-    println!("  recipe     version {version}, {} (the wait is released {}s after it is reached)", recipe_file.display(), RELEASE_AFTER.as_secs());
+    println!(
+        "  recipe     version {version}, {} (the wait is released {}s after it is reached)",
+        recipe_file.display(),
+        RELEASE_AFTER.as_secs()
+    );
     println!("  Ctrl-C stops the agent and the hub\n");
 
     // 5. The rounds, live.
@@ -179,7 +183,13 @@ fn print_log(paint: &Paint, log: &Value) {
     }
     println!("{line}");
     for change in log["changes"].as_array().into_iter().flatten() {
-        println!("{:>14}- {} {} {}", "", change["action"].as_str().unwrap_or(""), change["target"].as_str().unwrap_or(""), paint.dim(change["detail"].as_str().unwrap_or("")));
+        println!(
+            "{:>14}- {} {} {}",
+            "",
+            change["action"].as_str().unwrap_or(""),
+            change["target"].as_str().unwrap_or(""),
+            paint.dim(change["detail"].as_str().unwrap_or(""))
+        );
     }
     if matches!(status, "failed" | "interrupted") {
         if let Some(comment) = log["state_comment"].as_str() {
@@ -202,7 +212,8 @@ fn default_agent_bin() -> PathBuf {
 }
 
 fn rewrite_hub_url(config: &Path, url: &str) -> Result<(), Failure> {
-    let text = std::fs::read_to_string(config).map_err(|e| env_failure(format!("reading {}: {e}", config.display())))?;
+    let text =
+        std::fs::read_to_string(config).map_err(|e| env_failure(format!("reading {}: {e}", config.display())))?;
     let text: Vec<String> = text
         .lines()
         .map(|l| if l.trim_start().starts_with("hub_url") { format!("hub_url = \"{url}\"") } else { l.to_string() })
