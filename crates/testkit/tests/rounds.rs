@@ -20,9 +20,13 @@ fn a_pushed_recipe_reaches_every_agent_and_every_state_is_reported() {
     let hub = Hub::start(dir.path());
     hub.create_app("shop");
     let mut agents = Vec::new();
+    let mut secrets = Vec::new();
     for name in ["web-1", "web-2", "web-3"] {
         let config = hub.add_instance("shop", name);
-        agents.push(Agent::start(&dir.path().join(name), &config, FAST_AGENT));
+        let secret =
+            config.lines().find_map(|l| l.strip_prefix("secret = ")).expect("a secret").trim_matches('"').to_string();
+        secrets.push(secret);
+        agents.push(Agent::start(&dir.path().join(name), &config, &format!("{FAST_AGENT}\n")));
     }
     let file = recipe(
         dir.path(),
@@ -54,6 +58,15 @@ fn a_pushed_recipe_reaches_every_agent_and_every_state_is_reported() {
     let logs = hub.json(&["logs", "shop", "--instance", "web-2", "--limit", "50"]);
     let text = logs.to_string();
     assert!(text.contains("hello\\n"), "{text}");
+    // The instance secrets appear in no log and no report.
+    for secret in &secrets {
+        assert!(secret.len() >= 32);
+        assert!(!hub.log_text().contains(secret.as_str()));
+        assert!(!text.contains(secret.as_str()));
+        for agent in &agents {
+            assert!(!agent.log_text().contains(secret.as_str()), "an agent logged a secret");
+        }
+    }
 }
 
 #[test]
