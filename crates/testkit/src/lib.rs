@@ -199,6 +199,10 @@ impl Hub {
             .unwrap_or(Value::Null)
     }
 
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Resident and peak memory of the hub process, in KiB (`VmRSS`, `VmHWM`).
     pub fn memory_kib(&self) -> Option<(u64, u64)> {
         memory_kib(self.child.as_ref()?.id())

@@ -171,3 +171,28 @@ fn humantime_parse(stamp: &str) -> Option<std::time::SystemTime> {
     let secs = days * 86_400 + h * 3600 + min * 60;
     Some(std::time::UNIX_EPOCH + Duration::from_secs(secs as u64) + Duration::from_secs_f64(s))
 }
+
+#[test]
+fn a_hung_hub_is_detected_and_the_connection_replaced() {
+    let dir = scratch();
+    let hub = Hub::start(dir.path());
+    hub.create_app("app");
+    let agent = Agent::start(
+        &dir.path().join("a"),
+        &hub.add_instance("app", "a"),
+        "heartbeat_secs = 1\nsplay_secs = 0\nreconnect_max_secs = 1",
+    );
+    let connections = |agent: &Agent| agent.log_text().matches("connected to the hub").count();
+    assert!(wait_until(Duration::from_secs(20), || connections(&agent) == 1), "{}", agent.log_text());
+    let pid = nix::unistd::Pid::from_raw(hub.pid().expect("hub pid") as i32);
+    // The hub hangs: its socket stays open but it answers nothing.
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let detected = wait_until(Duration::from_secs(15), || agent.log_text().contains("no sign of life from the hub"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    assert!(detected, "{}", agent.log_text());
+    assert!(
+        wait_until(Duration::from_secs(20), || connections(&agent) >= 2),
+        "the agent did not reconnect: {}",
+        agent.log_text()
+    );
+}

@@ -44,6 +44,8 @@ pub struct Config {
     pub reconnect_max: Duration,
     /// Between SIGTERM and SIGKILL when a command is interrupted.
     pub kill_grace: Duration,
+    /// How often the agent pings the hub; three intervals of silence drop the connection.
+    pub heartbeat: Duration,
 }
 
 #[derive(Debug, Deserialize)]
@@ -59,6 +61,7 @@ struct Raw {
     splay_secs: Option<u64>,
     reconnect_max_secs: Option<u64>,
     kill_grace_secs: Option<u64>,
+    heartbeat_secs: Option<u64>,
     #[serde(flatten)]
     unknown: std::collections::BTreeMap<String, toml::Value>,
 }
@@ -148,6 +151,7 @@ pub fn load(path: &Path) -> Loaded {
         splay: Duration::from_secs(raw.splay_secs.unwrap_or(60)),
         reconnect_max: Duration::from_secs(raw.reconnect_max_secs.unwrap_or(300).max(1)),
         kill_grace: Duration::from_secs(raw.kill_grace_secs.unwrap_or(5)),
+        heartbeat: Duration::from_secs(raw.heartbeat_secs.unwrap_or(15).max(1)),
     };
     Loaded { config: Ok(config), warnings }
 }

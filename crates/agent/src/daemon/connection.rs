@@ -27,8 +27,6 @@ pub enum Order {
     Update { version: String, url: String },
 }
 
-const PING_EVERY: Duration = Duration::from_secs(15);
-const SILENCE_LIMIT: Duration = Duration::from_secs(45);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Shared by every connection attempt.
@@ -140,7 +138,8 @@ impl Link {
 
         let mut sent = last_seq;
         let mut appended = self.outbox.watch();
-        let mut ping = tokio::time::interval(PING_EVERY);
+        let silence_limit = config.heartbeat * 3;
+        let mut ping = tokio::time::interval(config.heartbeat);
         ping.tick().await;
         let mut last_heard = Instant::now();
         loop {
@@ -167,8 +166,8 @@ impl Link {
                     }
                 }
                 _ = ping.tick() => {
-                    if last_heard.elapsed() > SILENCE_LIMIT {
-                        bail!("no sign of life from the hub for {}s", SILENCE_LIMIT.as_secs());
+                    if last_heard.elapsed() > silence_limit {
+                        bail!("no sign of life from the hub for {}s", silence_limit.as_secs());
                     }
                     ws.send(Message::Ping(Vec::new().into())).await.context("sending a ping")?;
                 }
