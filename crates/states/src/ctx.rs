@@ -23,6 +23,7 @@ pub struct RoundCtx {
     pub kill_grace: Duration,
     users: Mutex<HashMap<String, Option<UserInfo>>>,
     groups: Mutex<HashMap<String, Option<u32>>>,
+    done_once: Mutex<std::collections::HashSet<String>>,
 }
 
 /// The parts of a passwd entry that modules use.
@@ -42,7 +43,25 @@ impl RoundCtx {
             kill_grace: Duration::from_secs(5),
             users: Mutex::default(),
             groups: Mutex::default(),
+            done_once: Mutex::default(),
         }
+    }
+
+    /// True the first time it is asked for `key` in this round: for work done once per round,
+    /// such as refreshing a package database (`if ctx.round.first_in_round("apt-update") { … }`).
+    pub fn first_in_round(&self, key: &str) -> bool {
+        self.done_once.lock().unwrap_or_else(|p| p.into_inner()).insert(key.to_string())
+    }
+
+    /// Forgets `key`, so that the next [`RoundCtx::first_in_round`] is true again (after a failed refresh).
+    pub fn forget(&self, key: &str) {
+        self.done_once.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    }
+
+    /// Drops the user and group caches (after a module created or changed accounts).
+    pub fn forget_accounts(&self) {
+        self.users.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.groups.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
     /// Looks a user up by name (or numeric id), once per round.

@@ -197,6 +197,8 @@ pub enum StateError {
         #[source]
         source: io::Error,
     },
+    #[error("`{tool}` is not installed on this machine; {hint}")]
+    MissingTool { tool: String, hint: String },
     #[error("interrupted")]
     Cancelled,
 }

@@ -212,3 +212,35 @@ fn termination_of(status: std::process::ExitStatus) -> Termination {
         (None, None) => Termination::Exited(-1),
     }
 }
+
+/// Runs a tool for a module: `program` with `args`, the state's timeout and cancellation, no
+/// shell. A missing program is [`StateError::MissingTool`] naming it (with `install_hint`); a
+/// non-zero exit is [`StateError::Command`] with its output. Returns the output on success.
+pub async fn run_tool(
+    ctx: &crate::Ctx,
+    program: &str,
+    args: &[&str],
+    install_hint: &str,
+) -> Result<Output, crate::StateError> {
+    let spec =
+        Spec { program: program.to_string(), args: args.iter().map(|a| a.to_string()).collect(), ..Spec::default() };
+    run_spec(ctx, &spec, install_hint).await
+}
+
+/// Like [`run_tool`] with a full [`Spec`] (environment, working directory, user).
+pub async fn run_spec(ctx: &crate::Ctx, spec: &Spec, install_hint: &str) -> Result<Output, crate::StateError> {
+    let limits =
+        Limits { timeout: ctx.timeout, kill_grace: ctx.round.kill_grace, max_output_bytes: ctx.round.max_output_bytes };
+    let output = match run(spec, limits, &ctx.cancel).await {
+        Ok(output) => output,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(crate::StateError::MissingTool { tool: spec.program.clone(), hint: install_hint.to_string() })
+        }
+        Err(source) => return Err(crate::StateError::Spawn { program: spec.program.clone(), source }),
+    };
+    match output.termination {
+        Termination::Exited(0) => Ok(output),
+        Termination::Cancelled => Err(crate::StateError::Cancelled),
+        termination => Err(crate::StateError::Command { termination, stdout: output.stdout, stderr: output.stderr }),
+    }
+}
