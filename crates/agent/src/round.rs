@@ -249,11 +249,23 @@ fn announce_settled(
     on_event: &mut impl FnMut(&RoundEvent),
 ) {
     for (index, record) in round.records().iter().enumerate() {
-        if announced[index] || last[index].is_some() || matches!(record.status, Status::NotRun) {
+        if announced[index] || matches!(record.status, Status::NotRun) {
             continue;
         }
+        let report = match &last[index] {
+            // Interrupted while waiting to retry: its last word is `interrupted`, not the failure.
+            Some(failed) if failed.will_retry && record.status == Status::Interrupted => StateReport {
+                status: Status::Interrupted,
+                will_retry: false,
+                comment: Some("interrupted while waiting to retry".into()),
+                ..failed.clone()
+            },
+            // The attempt that settled it was reported as it ended.
+            Some(_) => continue,
+            None => unrun_report(&states[index], record, options),
+        };
         announced[index] = true;
-        on_event(&RoundEvent::Finished(unrun_report(&states[index], record, options)));
+        on_event(&RoundEvent::Finished(report));
     }
 }
 

@@ -134,6 +134,7 @@ impl Link {
         };
         *welcomed = true;
         tracing::info!(hub = %config.hub_url, last_seq, pending = self.outbox.len(), "connected to the hub");
+        self.outbox.continue_after(last_seq);
         self.outbox.ack(last_seq)?;
 
         let mut sent = last_seq;

@@ -92,6 +92,20 @@ impl Outbox {
         Ok(())
     }
 
+    /// The hub holds seqs up to `last_seq` from this instance: new reports must come after it,
+    /// even if this agent's state was lost (a reinstall), or the hub would drop them as duplicates.
+    pub fn continue_after(&self, last_seq: u64) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if inner.next_seq <= last_seq {
+            tracing::warn!(
+                last_seq,
+                next_seq = inner.next_seq,
+                "the hub holds later reports than this agent remembers: continuing after them"
+            );
+            inner.next_seq = last_seq + 1;
+        }
+    }
+
     /// Reports with a seq above `after`, in order.
     pub fn after(&self, after: u64) -> Vec<(u64, String)> {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
@@ -141,5 +155,16 @@ mod tests {
         let outbox = Outbox::open(dir.path()).unwrap();
         assert_eq!(outbox.len(), 0);
         assert_eq!(outbox.append(log).unwrap(), 4, "a seq is never reused after a restart");
+    }
+
+    #[test]
+    fn a_reinstalled_agent_continues_after_the_hubs_last_seq() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(dir.path()).unwrap();
+        outbox.continue_after(41);
+        outbox.ack(41).unwrap();
+        assert_eq!(outbox.append(log).unwrap(), 42);
+        drop(outbox);
+        assert_eq!(Outbox::open(dir.path()).unwrap().append(log).unwrap(), 43);
     }
 }
