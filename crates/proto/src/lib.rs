@@ -219,27 +219,24 @@ pub fn encode<T: Serialize>(message: &T) -> String {
 /// The handshake proof: hex HMAC-SHA256 keyed by the instance secret over
 /// `nonce \n app_id \n instance_id`.
 pub fn handshake_hmac(secret: &str, nonce: &str, app_id: &str, instance_id: &str) -> String {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).expect("HMAC takes a key of any length");
-    mac.update(nonce.as_bytes());
-    mac.update(b"\n");
-    mac.update(app_id.as_bytes());
-    mac.update(b"\n");
-    mac.update(instance_id.as_bytes());
-    hex::encode(mac.finalize().into_bytes())
+    hex::encode(handshake_mac(secret, nonce, app_id, instance_id).finalize().into_bytes())
 }
 
 /// Checks a handshake proof in constant time.
 pub fn verify_handshake(secret: &str, nonce: &str, app_id: &str, instance_id: &str, proof: &str) -> bool {
-    let Ok(proof) = hex::decode(proof) else {
-        return false;
-    };
+    let Ok(proof) = hex::decode(proof) else { return false };
+    handshake_mac(secret, nonce, app_id, instance_id).verify_slice(&proof).is_ok()
+}
+
+fn handshake_mac(secret: &str, nonce: &str, app_id: &str, instance_id: &str) -> Hmac<Sha256> {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).expect("HMAC takes a key of any length");
-    mac.update(nonce.as_bytes());
-    mac.update(b"\n");
-    mac.update(app_id.as_bytes());
-    mac.update(b"\n");
-    mac.update(instance_id.as_bytes());
-    mac.verify_slice(&proof).is_ok()
+    for (i, part) in [nonce, app_id, instance_id].into_iter().enumerate() {
+        if i > 0 {
+            mac.update(b"\n");
+        }
+        mac.update(part.as_bytes());
+    }
+    mac
 }
 
 #[cfg(test)]

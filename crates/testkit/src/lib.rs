@@ -190,6 +190,14 @@ impl Hub {
         self.json(&["status", app])
     }
 
+    /// How many instances of `app` are connected now.
+    pub fn connected_count(&self, app: &str) -> usize {
+        self.status(app)["instances"]
+            .as_array()
+            .map(|list| list.iter().filter(|i| i["connected"] == true).count())
+            .unwrap_or(0)
+    }
+
     /// The status of one instance (`instances[]` entry).
     pub fn instance_status(&self, app: &str, instance: &str) -> Value {
         let status = self.status(app);

@@ -120,18 +120,16 @@ fn a_hundred_agents_do_not_reconnect_in_one_burst() {
             Agent::start(&dir.path().join(&name), &hub.add_instance("fleet", &name), extra)
         })
         .collect();
-    let connected = |hub: &Hub| {
-        hub.status("fleet")["instances"]
-            .as_array()
-            .map(|l| l.iter().filter(|i| i["connected"] == true).count())
-            .unwrap_or(0)
-    };
-    assert!(wait_until(Duration::from_secs(60), || connected(&hub) == 100), "{}", connected(&hub));
+    assert!(
+        wait_until(Duration::from_secs(60), || hub.connected_count("fleet") == 100),
+        "{}",
+        hub.connected_count("fleet")
+    );
 
     hub.kill();
     let restart_at = std::time::SystemTime::now();
     hub.restart();
-    assert!(wait_until(Duration::from_secs(60), || connected(&hub) == 100));
+    assert!(wait_until(Duration::from_secs(60), || hub.connected_count("fleet") == 100));
 
     // When did each agent reconnect? Its log says so (the second "connected to the hub").
     let mut times: Vec<f64> = agents

@@ -38,14 +38,12 @@ fn main() {
             Agent::start(&dir.path().join(name), config, "round_interval_secs = 3600\nsplay_secs = 0")
         })
         .collect();
-    let connected = |hub: &Hub| {
-        hub.status("fleet")["instances"]
-            .as_array()
-            .map(|l| l.iter().filter(|i| i["connected"] == true).count())
-            .unwrap_or(0)
-    };
     let started = Instant::now();
-    assert!(wait_until(Duration::from_secs(300), || connected(&hub) == agents_n), "only {} connected", connected(&hub));
+    assert!(
+        wait_until(Duration::from_secs(300), || hub.connected_count("fleet") == agents_n),
+        "only {} connected",
+        hub.connected_count("fleet")
+    );
     eprintln!("[bench] all connected after {:.1}s", started.elapsed().as_secs_f64());
     std::thread::sleep(Duration::from_secs(3));
     let mut idle_rss: Vec<f64> =
