@@ -3,7 +3,9 @@
 pub mod linux_cmd;
 pub mod linux_dir;
 pub mod linux_file;
+pub mod linux_group;
 pub mod linux_symlink;
+pub mod linux_user;
 pub mod meta_comment;
 pub mod meta_wait;
 
@@ -14,7 +16,16 @@ use opsagent_recipe::{catalog, Diagnostic, State};
 use crate::{Ctx, Outcome, Plan, StateError};
 
 /// The module ids this version implements.
-pub const SUPPORTED: &[&str] = &["meta.comment", "meta.wait", "linux.file", "linux.dir", "linux.symlink", "linux.cmd"];
+pub const SUPPORTED: &[&str] = &[
+    "meta.comment",
+    "meta.wait",
+    "linux.file",
+    "linux.dir",
+    "linux.symlink",
+    "linux.cmd",
+    "linux.user",
+    "linux.group",
+];
 
 /// A validated state module.
 #[derive(Debug, Clone)]
@@ -25,6 +36,8 @@ pub enum Module {
     Dir(linux_dir::Dir),
     Symlink(linux_symlink::Symlink),
     Cmd(linux_cmd::Cmd),
+    User(linux_user::User),
+    Group(linux_group::Group),
 }
 
 impl Module {
@@ -37,6 +50,8 @@ impl Module {
             "linux.dir" => linux_dir::Dir::from_params(state).map(|(m, w)| (Module::Dir(m), w)),
             "linux.symlink" => linux_symlink::Symlink::from_params(state).map(|(m, w)| (Module::Symlink(m), w)),
             "linux.cmd" => linux_cmd::Cmd::from_params(state).map(|(m, w)| (Module::Cmd(m), w)),
+            "linux.user" => linux_user::User::from_params(state).map(|(m, w)| (Module::User(m), w)),
+            "linux.group" => linux_group::Group::from_params(state).map(|(m, w)| (Module::Group(m), w)),
             id if catalog::is_known_module(id) => Err(vec![crate::not_yet_supported(state)]),
             // The recipe crate rejects unknown ids before we get here.
             id => Err(vec![Diagnostic::error(opsagent_recipe::Kind::UnknownModule, format!("unknown module `{id}`"))
@@ -52,6 +67,8 @@ impl Module {
             Module::Dir(m) => m.check(ctx),
             Module::Symlink(m) => m.check(ctx),
             Module::Cmd(m) => m.check(ctx),
+            Module::User(m) => m.check(ctx),
+            Module::Group(m) => m.check(ctx),
         }
     }
 
@@ -66,6 +83,8 @@ impl Module {
             Module::Dir(m) => m.apply(ctx, plan),
             Module::Symlink(m) => m.apply(ctx, plan),
             Module::Cmd(m) => m.apply(ctx, plan).await,
+            Module::User(m) => m.apply(ctx, plan).await,
+            Module::Group(m) => m.apply(ctx, plan).await,
         }
     }
 
