@@ -19,6 +19,7 @@ pub mod diff;
 pub mod fsutil;
 pub mod modules;
 pub mod process;
+pub mod providers;
 
 use std::fmt;
 use std::io;
@@ -199,6 +200,8 @@ pub enum StateError {
     },
     #[error("`{tool}` is not installed on this machine; {hint}")]
     MissingTool { tool: String, hint: String },
+    #[error("package `{package}` {problem}")]
+    Package { package: String, problem: String },
     #[error("interrupted")]
     Cancelled,
 }

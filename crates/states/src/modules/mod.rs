@@ -1,5 +1,7 @@
 //! The modules, one file each, and [`Module`], the closed set that dispatches to them.
 
+pub mod linux_apt_package;
+pub mod linux_apt_repo;
 pub mod linux_cmd;
 pub mod linux_dir;
 pub mod linux_file;
@@ -23,6 +25,8 @@ pub const SUPPORTED: &[&str] = &[
     "linux.dir",
     "linux.symlink",
     "linux.cmd",
+    "linux.apt.package",
+    "linux.apt.repo",
     "linux.user",
     "linux.group",
 ];
@@ -36,6 +40,8 @@ pub enum Module {
     Dir(linux_dir::Dir),
     Symlink(linux_symlink::Symlink),
     Cmd(linux_cmd::Cmd),
+    AptPackage(linux_apt_package::AptPackage),
+    AptRepo(linux_apt_repo::AptRepo),
     User(linux_user::User),
     Group(linux_group::Group),
 }
@@ -50,6 +56,10 @@ impl Module {
             "linux.dir" => linux_dir::Dir::from_params(state).map(|(m, w)| (Module::Dir(m), w)),
             "linux.symlink" => linux_symlink::Symlink::from_params(state).map(|(m, w)| (Module::Symlink(m), w)),
             "linux.cmd" => linux_cmd::Cmd::from_params(state).map(|(m, w)| (Module::Cmd(m), w)),
+            "linux.apt.package" => {
+                linux_apt_package::AptPackage::from_params(state).map(|(m, w)| (Module::AptPackage(m), w))
+            }
+            "linux.apt.repo" => linux_apt_repo::AptRepo::from_params(state).map(|(m, w)| (Module::AptRepo(m), w)),
             "linux.user" => linux_user::User::from_params(state).map(|(m, w)| (Module::User(m), w)),
             "linux.group" => linux_group::Group::from_params(state).map(|(m, w)| (Module::Group(m), w)),
             id if catalog::is_known_module(id) => Err(vec![crate::not_yet_supported(state)]),
@@ -67,6 +77,8 @@ impl Module {
             Module::Dir(m) => m.check(ctx),
             Module::Symlink(m) => m.check(ctx),
             Module::Cmd(m) => m.check(ctx),
+            Module::AptPackage(m) => m.check(ctx).await,
+            Module::AptRepo(m) => m.check(ctx),
             Module::User(m) => m.check(ctx),
             Module::Group(m) => m.check(ctx),
         }
@@ -83,6 +95,8 @@ impl Module {
             Module::Dir(m) => m.apply(ctx, plan),
             Module::Symlink(m) => m.apply(ctx, plan),
             Module::Cmd(m) => m.apply(ctx, plan).await,
+            Module::AptPackage(m) => m.apply(ctx, plan).await,
+            Module::AptRepo(m) => m.apply(ctx, plan),
             Module::User(m) => m.apply(ctx, plan).await,
             Module::Group(m) => m.apply(ctx, plan).await,
         }

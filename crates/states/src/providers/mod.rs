@@ -1,0 +1,4 @@
+//! Providers: the system tools behind the modules (package managers, init systems), each in its
+//! own file, so that a module reads as "what is wanted" and the provider as "how this system does it".
+
+pub mod apt;
