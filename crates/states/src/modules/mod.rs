@@ -3,6 +3,7 @@
 pub mod linux_apt_package;
 pub mod linux_apt_repo;
 pub mod linux_cmd;
+pub mod linux_cronjob;
 pub mod linux_dir;
 pub mod linux_file;
 pub mod linux_group;
@@ -29,6 +30,7 @@ pub const SUPPORTED: &[&str] = &[
     "linux.apt.repo",
     "linux.user",
     "linux.group",
+    "linux.cronjob",
 ];
 
 /// A validated state module.
@@ -44,6 +46,7 @@ pub enum Module {
     AptRepo(linux_apt_repo::AptRepo),
     User(linux_user::User),
     Group(linux_group::Group),
+    Cronjob(linux_cronjob::Cronjob),
 }
 
 impl Module {
@@ -62,6 +65,7 @@ impl Module {
             "linux.apt.repo" => linux_apt_repo::AptRepo::from_params(state).map(|(m, w)| (Module::AptRepo(m), w)),
             "linux.user" => linux_user::User::from_params(state).map(|(m, w)| (Module::User(m), w)),
             "linux.group" => linux_group::Group::from_params(state).map(|(m, w)| (Module::Group(m), w)),
+            "linux.cronjob" => linux_cronjob::Cronjob::from_params(state).map(|(m, w)| (Module::Cronjob(m), w)),
             id if catalog::is_known_module(id) => Err(vec![crate::not_yet_supported(state)]),
             // The recipe crate rejects unknown ids before we get here.
             id => Err(vec![Diagnostic::error(opsagent_recipe::Kind::UnknownModule, format!("unknown module `{id}`"))
@@ -81,6 +85,7 @@ impl Module {
             Module::AptRepo(m) => m.check(ctx),
             Module::User(m) => m.check(ctx),
             Module::Group(m) => m.check(ctx),
+            Module::Cronjob(m) => m.check(ctx).await,
         }
     }
 
@@ -99,6 +104,7 @@ impl Module {
             Module::AptRepo(m) => m.apply(ctx, plan),
             Module::User(m) => m.apply(ctx, plan).await,
             Module::Group(m) => m.apply(ctx, plan).await,
+            Module::Cronjob(m) => m.apply(ctx, plan).await,
         }
     }
 
