@@ -156,3 +156,143 @@ fn cron_bad_parameters_are_named() {
         assert!(run.stderr.contains(expected), "missing `{expected}` in:\n{}", run.stderr);
     }
 }
+
+/// The machine's zone settings as found; put back when dropped, even when a test fails.
+struct ZoneRestore {
+    localtime: Option<std::path::PathBuf>,
+    timezone: Option<Vec<u8>>,
+    adjtime: Option<Vec<u8>>,
+}
+
+impl ZoneRestore {
+    fn save() -> ZoneRestore {
+        ZoneRestore {
+            localtime: std::fs::read_link("/etc/localtime").ok(),
+            timezone: std::fs::read("/etc/timezone").ok(),
+            adjtime: std::fs::read("/etc/adjtime").ok(),
+        }
+    }
+}
+
+impl Drop for ZoneRestore {
+    fn drop(&mut self) {
+        if let Some(target) = &self.localtime {
+            let temp = "/etc/.localtime.opsagent-test-restore";
+            let _ = std::fs::remove_file(temp);
+            let _ = std::os::unix::fs::symlink(target, temp);
+            let _ = std::fs::rename(temp, "/etc/localtime");
+        }
+        match &self.timezone {
+            Some(text) => {
+                let _ = std::fs::write("/etc/timezone", text);
+            }
+            None => {
+                let _ = std::fs::remove_file("/etc/timezone");
+            }
+        }
+        match &self.adjtime {
+            Some(text) => {
+                let _ = std::fs::write("/etc/adjtime", text);
+            }
+            None => {
+                let _ = std::fs::remove_file("/etc/adjtime");
+            }
+        }
+    }
+}
+
+/// The one test that changes the machine's zone (tests in a file run in parallel).
+#[test]
+fn timezone_converges_is_predicted_repaired_and_restored() {
+    let _restore = ZoneRestore::save();
+    let s = Scratch::new();
+    // Start from a known state: UTC, and a hardware clock set to local time.
+    let utc = s.recipe("utc.yaml", "states:\n  - {id: tz, module: common.timezone, parameter: {name: Etc/UTC}}\n");
+    assert_eq!(s.apply(&utc, &[]).code, 0);
+    std::fs::write("/etc/adjtime", "0.0 0 0.0\n0\nLOCAL\n").unwrap();
+
+    // The original's wire form: `use-utc` as a string.
+    let paris = s.recipe(
+        "paris.json",
+        r#"{"state": [{"id": "tz", "module": "common.timezone", "parameter": {"name": "Europe/Paris", "use-utc": "true"}}]}"#,
+    );
+    let predicted = s.apply(&paris, &["--test", "--json"]);
+    assert_eq!(predicted.code, 0, "{}{}", predicted.stdout, predicted.stderr);
+    assert_eq!(std::fs::read_link("/etc/localtime").unwrap(), std::path::Path::new("/usr/share/zoneinfo/Etc/UTC"));
+    let run = s.apply(&paris, &["--json"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(run.statuses(), ["tz=changed"]);
+    assert_eq!(changes(&run), changes(&predicted), "--test predicted exactly what apply did");
+    assert_eq!(
+        changes(&run)[0],
+        serde_json::json!([
+            {"action": "update", "target": "/etc/localtime",
+             "detail": "/usr/share/zoneinfo/Etc/UTC -> /usr/share/zoneinfo/Europe/Paris"},
+            {"action": "update", "target": "/etc/timezone", "detail": "`Etc/UTC` -> `Europe/Paris`"},
+            {"action": "update", "target": "/etc/adjtime", "detail": "hardware clock LOCAL -> UTC"},
+        ])
+    );
+    assert_eq!(std::fs::read_link("/etc/localtime").unwrap(), std::path::Path::new("/usr/share/zoneinfo/Europe/Paris"));
+    assert_eq!(std::fs::read_to_string("/etc/timezone").unwrap(), "Europe/Paris\n");
+    assert_eq!(std::fs::read_to_string("/etc/adjtime").unwrap(), "0.0 0 0.0\n0\nUTC\n");
+    let date = Command::new("date").arg("+%Z").output().unwrap();
+    assert!(matches!(String::from_utf8_lossy(&date.stdout).trim(), "CET" | "CEST"), "{date:?}");
+    assert_eq!(s.apply(&paris, &["--json"]).statuses(), ["tz=ok"]);
+
+    // Drift: /etc/timezone edited by hand, /etc/localtime replaced by a copy.
+    std::fs::write("/etc/timezone", "Etc/UTC\n").unwrap();
+    std::fs::remove_file("/etc/localtime").unwrap();
+    std::fs::copy("/usr/share/zoneinfo/Europe/Paris", "/etc/localtime").unwrap();
+    let run = s.apply(&paris, &["--json"]);
+    assert_eq!(run.statuses(), ["tz=changed"]);
+    assert_eq!(std::fs::read_link("/etc/localtime").unwrap(), std::path::Path::new("/usr/share/zoneinfo/Europe/Paris"));
+    assert_eq!(std::fs::read_to_string("/etc/timezone").unwrap(), "Europe/Paris\n");
+
+    // Without /etc/adjtime there is nothing to record: a comment says so.
+    std::fs::remove_file("/etc/adjtime").unwrap();
+    let run = s.apply(&utc, &["--json"]);
+    assert_eq!(run.statuses(), ["tz=changed"]);
+    let comment = run.json()["states"][0]["comment"].as_str().unwrap_or_default().to_string();
+    assert!(comment.contains("no /etc/adjtime"), "{comment}");
+    assert!(!std::path::Path::new("/etc/adjtime").exists());
+
+    // An unknown zone passes validation's syntax check but fails with the path when run.
+    let nowhere = s.recipe(
+        "nowhere.yaml",
+        "retries: 0\nstates:\n  - {id: tz, module: common.timezone, parameter: {name: Mars/Olympus_Mons}}\n",
+    );
+    let run = s.apply(&nowhere, &[]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains(
+            "/usr/share/zoneinfo/Mars/Olympus_Mons` does not exist: `Mars/Olympus_Mons` is not a known time zone"
+        ),
+        "{}{}",
+        run.stdout,
+        run.stderr
+    );
+    assert_eq!(std::fs::read_link("/etc/localtime").unwrap(), std::path::Path::new("/usr/share/zoneinfo/Etc/UTC"));
+}
+
+#[test]
+fn timezone_bad_parameters_are_named() {
+    let s = Scratch::new();
+    let recipe = s.recipe(
+        "bad.yaml",
+        r#"states:
+  - {id: a, module: common.timezone, parameter: {name: /usr/share/zoneinfo/UTC, use-utc: maybe}}
+  - {id: b, module: common.timezone, parameter: {name: "../../etc/passwd"}}
+  - {id: c, module: common.timezone, parameter: {use-utc: true}}
+"#,
+    );
+    let run = validate(&recipe);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    for expected in [
+        "parameter `name`: `/usr/share/zoneinfo/UTC` is not a time zone name: it is a path",
+        "parameter `use-utc`: expected true or false, found `maybe`",
+        "parameter `name`: `../../etc/passwd` is not a time zone name",
+        "parameter `name`: required parameter `name` is missing",
+    ] {
+        assert!(run.stderr.contains(expected), "missing `{expected}` in:\n{}", run.stderr);
+    }
+}

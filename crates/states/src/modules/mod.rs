@@ -1,5 +1,6 @@
 //! The modules, one file each, and [`Module`], the closed set that dispatches to them.
 
+pub mod common_timezone;
 pub mod linux_apt_package;
 pub mod linux_apt_repo;
 pub mod linux_cmd;
@@ -31,6 +32,7 @@ pub const SUPPORTED: &[&str] = &[
     "linux.user",
     "linux.group",
     "linux.cronjob",
+    "common.timezone",
 ];
 
 /// A validated state module.
@@ -47,6 +49,7 @@ pub enum Module {
     User(linux_user::User),
     Group(linux_group::Group),
     Cronjob(linux_cronjob::Cronjob),
+    Timezone(common_timezone::Timezone),
 }
 
 impl Module {
@@ -66,6 +69,7 @@ impl Module {
             "linux.user" => linux_user::User::from_params(state).map(|(m, w)| (Module::User(m), w)),
             "linux.group" => linux_group::Group::from_params(state).map(|(m, w)| (Module::Group(m), w)),
             "linux.cronjob" => linux_cronjob::Cronjob::from_params(state).map(|(m, w)| (Module::Cronjob(m), w)),
+            "common.timezone" => common_timezone::Timezone::from_params(state).map(|(m, w)| (Module::Timezone(m), w)),
             id if catalog::is_known_module(id) => Err(vec![crate::not_yet_supported(state)]),
             // The recipe crate rejects unknown ids before we get here.
             id => Err(vec![Diagnostic::error(opsagent_recipe::Kind::UnknownModule, format!("unknown module `{id}`"))
@@ -86,6 +90,7 @@ impl Module {
             Module::User(m) => m.check(ctx),
             Module::Group(m) => m.check(ctx),
             Module::Cronjob(m) => m.check(ctx).await,
+            Module::Timezone(m) => m.check(ctx),
         }
     }
 
@@ -105,6 +110,7 @@ impl Module {
             Module::User(m) => m.apply(ctx, plan).await,
             Module::Group(m) => m.apply(ctx, plan).await,
             Module::Cronjob(m) => m.apply(ctx, plan).await,
+            Module::Timezone(m) => m.apply(ctx, plan),
         }
     }
 
