@@ -101,6 +101,11 @@ impl Fixture {
 
     /// Makes the repository offer exactly `debs` (package, version), with a `Packages` index.
     fn publish(&self, debs: &[(&str, &str)]) {
+        self.publish_as(debs, None);
+    }
+
+    /// Like `publish`, with a `Release` file naming the suite when `suite` is given.
+    fn publish_as(&self, debs: &[(&str, &str)], suite: Option<&str>) {
         let repo = self.path("repo");
         std::fs::remove_dir_all(&repo).unwrap();
         std::fs::create_dir_all(&repo).unwrap();
@@ -115,7 +120,16 @@ impl Fixture {
             index.push_str(&String::from_utf8_lossy(&control.stdout));
             index.push_str(&format!("Filename: ./{file_name}\nSize: {size}\nSHA256: {sha}\n\n"));
         }
-        std::fs::write(repo.join("Packages"), index).unwrap();
+        std::fs::write(repo.join("Packages"), &index).unwrap();
+        if let Some(suite) = suite {
+            let sha = Command::new("sha256sum").arg(repo.join("Packages")).output().unwrap();
+            let sha = String::from_utf8_lossy(&sha.stdout).split_whitespace().next().unwrap().to_string();
+            std::fs::write(
+                repo.join("Release"),
+                format!("Suite: {suite}\nCodename: {suite}\nSHA256:\n {sha} {} Packages\n", index.len()),
+            )
+            .unwrap();
+        }
     }
 
     /// The `linux.apt.repo` state declaring the local repository.
@@ -185,6 +199,23 @@ impl Drop for Fixture {
 
 fn purge_test_packages() {
     let _ = Command::new("dpkg").args(["--purge", PKG_A, PKG_B]).output();
+    debconf(PKG_A, "PURGE");
+}
+
+/// One command to debconf on behalf of `owner`; its answer.
+fn debconf(owner: &str, command: &str) -> String {
+    use std::io::Write;
+    let Ok(mut child) = Command::new("debconf-communicate")
+        .arg(owner)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+    else {
+        return String::new();
+    };
+    let _ = child.stdin.take().unwrap().write_all(format!("{command}\n").as_bytes());
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// dpkg's status word and version of a package (`not-installed` when dpkg does not know it).
@@ -382,4 +413,95 @@ fn bad_parameters_are_refused_by_validate() {
     ] {
         assert!(out.contains(expected), "missing `{expected}` in:\n{out}");
     }
+}
+
+#[test]
+fn a_changed_repository_makes_the_next_package_state_refresh_again() {
+    let f = Fixture::new();
+    f.publish(&[(PKG_A, "1.0"), (PKG_B, "1.0")]);
+    f.declare_repo();
+    let repo_state = |extra_line: &str| {
+        format!(
+            "  - id: repo\n    module: linux.apt.repo\n    parameter:\n      name: {}\n      content: \"{extra_line}deb [trusted=yes] file:{} ./\\n\"\n",
+            f.list.file_stem().unwrap().to_string_lossy(),
+            f.path("repo").display()
+        )
+    };
+    let recipe = format!(
+        "states:\n  - id: b\n    module: linux.apt.package\n    parameter: {{name: {{{PKG_B}: \"\"}}}}\n{}  - id: a\n    \
+         module: linux.apt.package\n    parameter: {{name: {{{PKG_A}: \"\"}}}}\n",
+        repo_state("# changed\\n")
+    );
+    let run = f.apply(&recipe, &["--json"]);
+    assert_eq!(run.statuses(), ["b=changed", "repo=changed", "a=changed"], "{}{}", run.stdout, run.stderr);
+    let calls = f.take_apt_calls();
+    assert_eq!(calls.iter().filter(|c| c.ends_with(" update")).count(), 2, "{calls:?}");
+
+    // Without a repository change, one refresh serves the whole round.
+    purge_test_packages();
+    let run = f.apply(&recipe, &["--json"]);
+    assert_eq!(run.statuses(), ["b=changed", "repo=ok", "a=changed"], "{}{}", run.stdout, run.stderr);
+    let calls = f.take_apt_calls();
+    assert_eq!(calls.iter().filter(|c| c.ends_with(" update")).count(), 1, "{calls:?}");
+
+    let gone = format!(
+        "states:\n  - id: repo\n    module: linux.apt.repo\n    parameter: {{name: {}, absent: true}}\n",
+        f.list.file_stem().unwrap().to_string_lossy()
+    );
+    let run = f.apply(&gone, &["--json"]);
+    assert_eq!(run.statuses(), ["repo=changed"]);
+    assert!(!f.list.exists());
+    assert_eq!(f.apply(&gone, &["--json"]).statuses(), ["repo=ok"]);
+}
+
+#[test]
+fn a_held_dpkg_lock_is_named() {
+    let f = Fixture::new();
+    f.publish(&[(PKG_A, "1.0")]);
+    f.declare_repo();
+    // dpkg and apt lock with fcntl record locks; this process holds the frontend lock.
+    let lock = std::fs::OpenOptions::new().read(true).write(true).open("/var/lib/dpkg/lock-frontend").unwrap();
+    let flock = nix::libc::flock {
+        l_type: nix::libc::F_WRLCK as i16,
+        l_whence: nix::libc::SEEK_SET as i16,
+        l_start: 0,
+        l_len: 0,
+        l_pid: 0,
+    };
+    nix::fcntl::fcntl(&lock, nix::fcntl::FcntlArg::F_SETLK(&flock)).expect("take the dpkg frontend lock");
+    // A 4 s timeout: apt waits 2 s for the lock, then gives up.
+    let recipe = format!("{}    timeout: 4\n", f.recipe(&format!("{{{PKG_A}: \"\"}}"), ""));
+    let run = f.apply(&recipe, &["--json", "--retries", "0"]);
+    drop(lock);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    let comment = run.json()["states"][1]["comment"].as_str().unwrap().to_string();
+    assert!(
+        comment.starts_with("`/var/lib/dpkg/lock-frontend` is locked: another apt or dpkg is running"),
+        "{comment}"
+    );
+    assert_eq!(dpkg(PKG_A).0, "not-installed");
+}
+
+#[test]
+fn target_release_and_debconf_selections_are_used() {
+    let f = Fixture::new();
+    f.publish_as(&[(PKG_A, "1.0")], Some("opsagent-test-suite"));
+    f.declare_repo();
+    let selections = f.path("debconf.txt");
+    std::fs::write(&selections, format!("{PKG_A} {PKG_A}/greeting string hello\n")).unwrap();
+    let recipe = f.recipe(
+        &format!("{{{PKG_A}: \"\"}}"),
+        &format!("      repo: opsagent-test-suite\n      deb-conf-file: {}\n", selections.display()),
+    );
+    test_then_apply(&f, &recipe, &[&format!("create {PKG_A} (install 1.0)")]);
+    assert_eq!(dpkg(PKG_A), ("installed".into(), "1.0".into()));
+    let calls = f.take_apt_calls();
+    assert!(calls.iter().any(|c| c.ends_with(&format!("install -t opsagent-test-suite {PKG_A}=1.0"))), "{calls:?}");
+    assert_eq!(debconf(PKG_A, &format!("GET {PKG_A}/greeting")), "0 hello");
+
+    let unknown = f.recipe(&format!("{{{PKG_B}: \"\"}}"), "      repo: no-such-suite\n");
+    let run = f.apply(&unknown, &["--json", "--retries", "0"]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    let state = &run.json()["states"][1];
+    assert!(state["stderr"].as_str().unwrap_or("").contains("no-such-suite"), "{state}");
 }
