@@ -502,6 +502,10 @@ fn target_release_and_debconf_selections_are_used() {
     let unknown = f.recipe(&format!("{{{PKG_B}: \"\"}}"), "      repo: no-such-suite\n");
     let run = f.apply(&unknown, &["--json", "--retries", "0"]);
     assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
-    let state = &run.json()["states"][1];
-    assert!(state["stderr"].as_str().unwrap_or("").contains("no-such-suite"), "{state}");
+    let comment = run.json()["states"][1]["comment"].as_str().unwrap().to_string();
+    assert!(
+        comment.starts_with(&format!("package `{PKG_B}` cannot be looked up in the repositories: "))
+            && comment.contains("no-such-suite"),
+        "{comment}"
+    );
 }

@@ -107,7 +107,21 @@ pub async fn policy(ctx: &Ctx, names: &[&str], release: Option<&str>) -> Result<
     }
     args.push("policy".to_string());
     args.extend(names.iter().map(|n| n.to_string()));
-    let output = query(ctx, "apt-cache", args, &[0]).await?;
+    let output = match query(ctx, "apt-cache", args, &[0]).await {
+        Ok(output) => output,
+        Err(StateError::Command { termination, stdout, stderr }) => {
+            // apt says why on an `E:` line (an unknown target release, a broken sources file).
+            let text = stderr.text();
+            return Err(match text.lines().find_map(|l| l.strip_prefix("E: ")) {
+                Some(reason) => StateError::Package {
+                    package: names.join(", "),
+                    problem: format!("cannot be looked up in the repositories: {}", reason.trim()),
+                },
+                None => StateError::Command { termination, stdout, stderr },
+            });
+        }
+        Err(e) => return Err(e),
+    };
     Ok(parse_policy(&String::from_utf8_lossy(&output.stdout.bytes)))
 }
 
