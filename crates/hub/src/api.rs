@@ -17,10 +17,9 @@ use serde_json::{json, Value};
 
 use crate::auth::random_hex;
 use crate::error::ApiError;
-use crate::recipe::{self, CurrentRecipe};
-use crate::registry::Outgoing;
+use crate::recipe;
 use crate::shared::Shared;
-use crate::store::{LogQuery, Pushed, RecipeRow};
+use crate::store::LogQuery;
 use crate::waits;
 
 type ApiResult = Result<Response, ApiError>;
@@ -133,27 +132,11 @@ async fn push_recipe(
     require_app(&shared, &app).await?;
     let validated =
         recipe::validate(&body).map_err(|d| ApiError::invalid_recipe(d.iter().map(diagnostic_json).collect()))?;
-    let pushed = shared.store.push_recipe(&app, &validated.state, validated.retries.as_ref()).await?;
-    let version = match pushed {
-        Pushed::Unchanged(version) => {
-            tracing::info!(app_id = %app, recipe_version = version, "recipe pushed again unchanged: nothing sent");
-            let body = json!({ "recipe_version": version, "unchanged": true, "sent_to": 0 });
-            return Ok(Json(body).into_response());
-        }
-        Pushed::Created(version) => version,
-    };
-    shared.metrics.recipe_pushed();
-    let mut body = json!({ "recipe_version": version, "state": validated.state });
-    if let Some(retries) = validated.retries {
-        body["retries"] = retries;
+    let pushed = recipe::push(&shared, &app, validated).await?;
+    let body = json!({ "recipe_version": pushed.version, "unchanged": pushed.unchanged, "sent_to": pushed.sent_to });
+    if pushed.unchanged {
+        return Ok(Json(body).into_response());
     }
-    let current = Arc::new(CurrentRecipe::from_row(RecipeRow { version, body }));
-    let current = shared.recipes.update(&app, current);
-    let sent_to =
-        shared.registry.broadcast(&app, &Outgoing::Recipe { version: current.version, frame: current.frame.clone() });
-    tracing::info!(app_id = %app, recipe_version = version, sent_to, "recipe pushed");
-    waits::release_ready(&shared, &app).await?;
-    let body = json!({ "recipe_version": version, "unchanged": false, "sent_to": sent_to });
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
@@ -199,17 +182,7 @@ async fn release_wait(
         }
         vec![instance]
     };
-    let mut released = Vec::new();
-    let mut already = Vec::new();
-    for id in instances {
-        if waits::release(&shared, &app, &id, version, &done.state_id).await? {
-            tracing::info!(app_id = %app, instance_id = %id, state_id = %done.state_id, recipe_version = version, "wait released by hand");
-            released.push(id);
-        } else {
-            already.push(id);
-        }
-    }
-    waits::release_ready(&shared, &app).await?;
+    let (released, already) = waits::release_by_hand(&shared, &app, &instances, version, &done.state_id).await?;
     let body = json!({
         "app_id": app, "recipe_version": version, "state_id": done.state_id,
         "released": released, "already_released": already,

@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
-use opsagent_recipe::node::{self, Node, Value as NodeValue};
 use serde_json::{json, Value};
 
 use crate::auth::{self, Secret};
@@ -265,7 +264,7 @@ pub fn wire_form(file: &Path) -> Result<Value, Failure> {
     let name = file.display().to_string();
     let text = std::fs::read_to_string(file)
         .map_err(|e| Failure::new(Exit::Invalid, format!("cannot read the recipe {name}: {e}")))?;
-    let invalid = |diagnostics: Vec<opsagent_recipe::Diagnostic>| {
+    let (wire, warnings) = crate::recipe::wire_form(&text).map_err(|diagnostics| {
         let mut errors = 0;
         for mut d in diagnostics {
             d.file = Some(name.clone());
@@ -273,54 +272,12 @@ pub fn wire_form(file: &Path) -> Result<Value, Failure> {
             eprintln!("{d}");
         }
         Failure::new(Exit::Invalid, format!("{name}: {errors} error(s); nothing pushed"))
-    };
-    let warnings = crate::recipe::check_text(&text).map_err(invalid)?;
+    })?;
     for mut w in warnings {
         w.file = Some(name.clone());
         eprintln!("{w}");
     }
-    // Valid, so it parses.
-    let recipe = opsagent_recipe::parse_str(&text).map_err(|e| invalid(e.diagnostics))?;
-    let root = match node::parse_yaml(&text) {
-        Ok(root) => node_to_json(&root),
-        Err(_) => serde_json::from_str(&text).unwrap_or(Value::Null),
-    };
-    let mut wire = json!({ "state": states_of(&root) });
-    if let Some(retries) = recipe.retries {
-        wire["retries"] = json!(retries);
-    }
     Ok(wire)
-}
-
-/// The list of states of any of the three recipe forms (the reader accepted the document).
-fn states_of(root: &Value) -> Value {
-    if root.is_array() {
-        return root.clone();
-    }
-    if let Some(components) = root.get("component").and_then(Value::as_object) {
-        let states: Vec<Value> =
-            components.values().filter_map(|c| c.get("state").and_then(Value::as_array)).flatten().cloned().collect();
-        return Value::Array(states);
-    }
-    root.get("states").or_else(|| root.get("state")).cloned().unwrap_or_else(|| json!([]))
-}
-
-/// A YAML tree as JSON. Numbers stay numbers only when JSON writes them the same way (`0644`
-/// stays the string "0644", as the recipe reader would read it).
-fn node_to_json(node: &Node) -> Value {
-    match &node.value {
-        NodeValue::Null => Value::Null,
-        NodeValue::Bool(b) => Value::Bool(*b),
-        NodeValue::Number(text) => match serde_json::from_str::<serde_json::Number>(text) {
-            Ok(n) if n.to_string() == *text => Value::Number(n),
-            _ => Value::String(text.clone()),
-        },
-        NodeValue::String(s) => Value::String(s.clone()),
-        NodeValue::Seq(items) => Value::Array(items.iter().map(node_to_json).collect()),
-        NodeValue::Map(entries) => {
-            Value::Object(entries.iter().map(|e| (e.key.clone(), node_to_json(&e.value))).collect())
-        }
-    }
 }
 
 /// The status of an app as a table, then every instance's states.

@@ -10,8 +10,12 @@ use opsagent_recipe::Diagnostic;
 use opsagent_states::Module;
 use serde_json::Value;
 
-use crate::store::{RecipeRow, Store};
-use crate::waits::{parse_reference, WaitSpec};
+use opsagent_recipe::node::{self, Node, Value as NodeValue};
+
+use crate::registry::Outgoing;
+use crate::shared::Shared;
+use crate::store::{Pushed, RecipeRow, Store};
+use crate::waits::{self, parse_reference, WaitSpec};
 
 /// An app's current recipe version, ready to send.
 #[derive(Debug)]
@@ -71,6 +75,60 @@ pub fn check_text(text: &str) -> Result<Vec<Diagnostic>, Vec<Diagnostic>> {
         return Err(diagnostics);
     }
     Ok(diagnostics)
+}
+
+/// Reads a recipe's text (any of the three forms, YAML or JSON) like `opsagent validate`, and
+/// gives its wire form `{"state": [...], "retries"?}` with the warnings; every diagnostic (with
+/// positions in `text`) when it is invalid.
+pub fn wire_form(text: &str) -> Result<(Value, Vec<Diagnostic>), Vec<Diagnostic>> {
+    let warnings = check_text(text)?;
+    // Valid, so it parses.
+    let recipe = opsagent_recipe::parse_str(text).map_err(|e| e.diagnostics)?;
+    let root = match node::parse_yaml(text) {
+        Ok(root) => node_to_json(&root),
+        Err(_) => serde_json::from_str(text).unwrap_or(Value::Null),
+    };
+    let mut wire = serde_json::json!({ "state": states_of(&root) });
+    if let Some(retries) = recipe.retries {
+        wire["retries"] = serde_json::json!(retries);
+    }
+    Ok((wire, warnings))
+}
+
+/// What pushing a recipe did.
+#[derive(Debug, Clone, Copy)]
+pub struct PushOutcome {
+    pub version: u64,
+    /// Identical to the current version: nothing stored or sent.
+    pub unchanged: bool,
+    /// How many connected agents it was sent to.
+    pub sent_to: usize,
+}
+
+/// Stores a validated recipe as the app's next version, sends it to every connected agent of
+/// the app (which preempts their rounds), and releases the waits that are ready. The one push
+/// path of the API, the CLI (through the API) and the dashboard.
+pub async fn push(shared: &Shared, app: &str, validated: Validated) -> anyhow::Result<PushOutcome> {
+    let pushed = shared.store.push_recipe(app, &validated.state, validated.retries.as_ref()).await?;
+    let version = match pushed {
+        Pushed::Unchanged(version) => {
+            tracing::info!(app_id = %app, recipe_version = version, "recipe pushed again unchanged: nothing sent");
+            return Ok(PushOutcome { version, unchanged: true, sent_to: 0 });
+        }
+        Pushed::Created(version) => version,
+    };
+    shared.metrics.recipe_pushed();
+    let mut body = serde_json::json!({ "recipe_version": version, "state": validated.state });
+    if let Some(retries) = validated.retries {
+        body["retries"] = retries;
+    }
+    let current = Arc::new(CurrentRecipe::from_row(RecipeRow { version, body }));
+    let current = shared.recipes.update(app, current);
+    let sent_to =
+        shared.registry.broadcast(app, &Outgoing::Recipe { version: current.version, frame: current.frame.clone() });
+    tracing::info!(app_id = %app, recipe_version = version, sent_to, "recipe pushed");
+    waits::release_ready(shared, app).await?;
+    Ok(PushOutcome { version, unchanged: false, sent_to })
 }
 
 impl CurrentRecipe {
@@ -151,4 +209,35 @@ fn waits_of(body: &Value) -> Vec<WaitSpec> {
             _ => None,
         })
         .collect()
+}
+
+/// The list of states of any of the three recipe forms (the reader accepted the document).
+fn states_of(root: &Value) -> Value {
+    if root.is_array() {
+        return root.clone();
+    }
+    if let Some(components) = root.get("component").and_then(Value::as_object) {
+        let states: Vec<Value> =
+            components.values().filter_map(|c| c.get("state").and_then(Value::as_array)).flatten().cloned().collect();
+        return Value::Array(states);
+    }
+    root.get("states").or_else(|| root.get("state")).cloned().unwrap_or_else(|| serde_json::json!([]))
+}
+
+/// A YAML tree as JSON. Numbers stay numbers only when JSON writes them the same way (`0644`
+/// stays the string "0644", as the recipe reader would read it).
+fn node_to_json(node: &Node) -> Value {
+    match &node.value {
+        NodeValue::Null => Value::Null,
+        NodeValue::Bool(b) => Value::Bool(*b),
+        NodeValue::Number(text) => match serde_json::from_str::<serde_json::Number>(text) {
+            Ok(n) if n.to_string() == *text => Value::Number(n),
+            _ => Value::String(text.clone()),
+        },
+        NodeValue::String(s) => Value::String(s.clone()),
+        NodeValue::Seq(items) => Value::Array(items.iter().map(node_to_json).collect()),
+        NodeValue::Map(entries) => {
+            Value::Object(entries.iter().map(|e| (e.key.clone(), node_to_json(&e.value))).collect())
+        }
+    }
 }

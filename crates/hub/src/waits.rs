@@ -84,6 +84,29 @@ pub async fn release_ready(shared: &Shared, app: &str) -> anyhow::Result<usize> 
     Ok(count)
 }
 
+/// Releases a wait by hand (API, CLI, dashboard) on each of `instances`, then whatever became
+/// ready. Returns the instances released now and those released already.
+pub async fn release_by_hand(
+    shared: &Shared,
+    app: &str,
+    instances: &[String],
+    recipe_version: u64,
+    state_id: &str,
+) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    let mut released = Vec::new();
+    let mut already = Vec::new();
+    for id in instances {
+        if release(shared, app, id, recipe_version, state_id).await? {
+            tracing::info!(app_id = %app, instance_id = %id, state_id = %state_id, recipe_version, "wait released by hand");
+            released.push(id.clone());
+        } else {
+            already.push(id.clone());
+        }
+    }
+    release_ready(shared, app).await?;
+    Ok((released, already))
+}
+
 /// Stores a release and sends it if the instance is connected; `false` if it was released already.
 pub async fn release(
     shared: &Shared,
