@@ -49,6 +49,14 @@ pub struct RecipeRow {
     pub body: Value,
 }
 
+/// One stored recipe version and when it was pushed.
+#[derive(Debug, Clone)]
+pub struct RecipeVersionRow {
+    pub version: u64,
+    pub created_at: String,
+    pub body: Value,
+}
+
 /// What pushing a recipe did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pushed {
@@ -174,6 +182,26 @@ impl Store {
 
     pub async fn current_recipe(&self, app: &str) -> anyhow::Result<Option<RecipeRow>> {
         self.backend.current_recipe(app).await
+    }
+
+    /// Every recipe version of the app, newest first.
+    pub async fn recipe_versions(&self, app: &str) -> anyhow::Result<Vec<RecipeVersionRow>> {
+        self.backend.recipe_versions(app).await
+    }
+
+    /// One recipe version of the app.
+    pub async fn recipe_version(&self, app: &str, version: u64) -> anyhow::Result<Option<RecipeVersionRow>> {
+        self.backend.recipe_version(app, version).await
+    }
+
+    /// The latest status of every state of one instance.
+    pub async fn instance_state_statuses(&self, app: &str, id: &str) -> anyhow::Result<Vec<StateStatusRow>> {
+        self.backend.instance_state_statuses(app, id).await
+    }
+
+    /// The instance's most recent stored messages (state logs and round events), newest last.
+    pub async fn instance_messages(&self, app: &str, id: &str, limit: u32) -> anyhow::Result<Vec<MessageRow>> {
+        self.backend.instance_messages(app, id, limit).await
     }
 
     /// Stores a report once per (app, instance, seq); `false` when it was already stored.

@@ -14,8 +14,8 @@ use sqlx::sqlite::{
 use sqlx::Row;
 
 use super::{
-    AppRow, Effect, InstanceRow, LogQuery, MessageRow, Pairs, Pushed, RecipeRow, Report, StateStatusRow,
-    HISTORY_PER_INSTANCE,
+    AppRow, Effect, InstanceRow, LogQuery, MessageRow, Pairs, Pushed, RecipeRow, RecipeVersionRow, Report,
+    StateStatusRow, HISTORY_PER_INSTANCE,
 };
 
 /// The SQL expression for "now" (RFC 3339 UTC with milliseconds).
@@ -260,28 +260,52 @@ impl Sqlite {
     }
 
     pub(super) async fn state_statuses(&self, app: &str) -> anyhow::Result<Vec<StateStatusRow>> {
+        let rows = sqlx::query(&format!("{STATUS_COLUMNS} WHERE app_id = ? ORDER BY instance_id, state_id"))
+            .bind(app)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(status_row).collect()
+    }
+
+    pub(super) async fn instance_state_statuses(&self, app: &str, id: &str) -> anyhow::Result<Vec<StateStatusRow>> {
+        let rows = sqlx::query(&format!("{STATUS_COLUMNS} WHERE app_id = ? AND instance_id = ? ORDER BY state_id"))
+            .bind(app)
+            .bind(id)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(status_row).collect()
+    }
+
+    pub(super) async fn recipe_versions(&self, app: &str) -> anyhow::Result<Vec<RecipeVersionRow>> {
+        let rows = sqlx::query("SELECT version, created_at, body FROM recipes WHERE app_id = ? ORDER BY version DESC")
+            .bind(app)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(recipe_version_row).collect()
+    }
+
+    pub(super) async fn recipe_version(&self, app: &str, version: u64) -> anyhow::Result<Option<RecipeVersionRow>> {
+        let row = sqlx::query("SELECT version, created_at, body FROM recipes WHERE app_id = ? AND version = ?")
+            .bind(app)
+            .bind(to_i64(version)?)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(recipe_version_row).transpose()
+    }
+
+    pub(super) async fn instance_messages(&self, app: &str, id: &str, limit: u32) -> anyhow::Result<Vec<MessageRow>> {
         let rows = sqlx::query(
-            "SELECT instance_id, state_id, module, status, attempt, recipe_version, round, comment, \
-             updated_at FROM state_status WHERE app_id = ? ORDER BY instance_id, state_id",
+            "SELECT instance_id, seq, received_at, body FROM messages WHERE app_id = ? AND instance_id = ? \
+             ORDER BY seq DESC LIMIT ?",
         )
         .bind(app)
+        .bind(id)
+        .bind(i64::from(limit))
         .fetch_all(&self.reader)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(StateStatusRow {
-                    instance_id: r.try_get("instance_id")?,
-                    state_id: r.try_get("state_id")?,
-                    module: r.try_get("module")?,
-                    status: r.try_get("status")?,
-                    attempt: u32::try_from(r.try_get::<i64, _>("attempt")?).unwrap_or(0),
-                    recipe_version: to_u64(r.try_get("recipe_version")?),
-                    round: to_u64(r.try_get("round")?),
-                    comment: r.try_get("comment")?,
-                    updated_at: r.try_get("updated_at")?,
-                })
-            })
-            .collect()
+        let mut messages = rows.iter().map(message_row).collect::<anyhow::Result<Vec<_>>>()?;
+        messages.reverse();
+        Ok(messages)
     }
 
     pub(super) async fn state_logs(&self, app: &str, query: &LogQuery) -> anyhow::Result<Vec<MessageRow>> {
@@ -301,17 +325,7 @@ impl Sqlite {
             .bind(limit)
             .fetch_all(&self.reader)
             .await?;
-        let mut logs = rows
-            .iter()
-            .map(|r| {
-                Ok(MessageRow {
-                    instance_id: r.try_get("instance_id")?,
-                    seq: to_u64(r.try_get("seq")?),
-                    received_at: r.try_get("received_at")?,
-                    body: serde_json::from_str(r.try_get("body")?)?,
-                })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut logs = rows.iter().map(message_row).collect::<anyhow::Result<Vec<_>>>()?;
         if after.is_none() {
             logs.reverse();
         }
@@ -435,6 +449,40 @@ fn instance_row(r: &SqliteRow) -> anyhow::Result<InstanceRow> {
         last_seen: r.try_get("last_seen")?,
         round: r.try_get::<Option<i64>, _>("round")?.map(to_u64),
         round_result: r.try_get("round_result")?,
+    })
+}
+
+const STATUS_COLUMNS: &str = "SELECT instance_id, state_id, module, status, attempt, recipe_version, round, \
+    comment, updated_at FROM state_status";
+
+fn status_row(r: &SqliteRow) -> anyhow::Result<StateStatusRow> {
+    Ok(StateStatusRow {
+        instance_id: r.try_get("instance_id")?,
+        state_id: r.try_get("state_id")?,
+        module: r.try_get("module")?,
+        status: r.try_get("status")?,
+        attempt: u32::try_from(r.try_get::<i64, _>("attempt")?).unwrap_or(0),
+        recipe_version: to_u64(r.try_get("recipe_version")?),
+        round: to_u64(r.try_get("round")?),
+        comment: r.try_get("comment")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+fn message_row(r: &SqliteRow) -> anyhow::Result<MessageRow> {
+    Ok(MessageRow {
+        instance_id: r.try_get("instance_id")?,
+        seq: to_u64(r.try_get("seq")?),
+        received_at: r.try_get("received_at")?,
+        body: serde_json::from_str(r.try_get("body")?)?,
+    })
+}
+
+fn recipe_version_row(r: &SqliteRow) -> anyhow::Result<RecipeVersionRow> {
+    Ok(RecipeVersionRow {
+        version: to_u64(r.try_get("version")?),
+        created_at: r.try_get("created_at")?,
+        body: serde_json::from_str(r.try_get("body")?)?,
     })
 }
 
