@@ -1,5 +1,5 @@
 //! The opsagent hub: the control plane that agents connect to (`/agent/`, docs/protocol.md), its
-//! JSON API for operators (`/api/v1`), its metrics, and the operator CLI (`opsagent-hub`).
+//! JSON API for operators (`/api/v1`), its web dashboard (`dashboard`), its metrics, and the operator CLI (`opsagent-hub`).
 //!
 //! It stores apps, instances, recipe versions, every state's latest status and a bounded
 //! history of reports (`store`, SQLite today); pushes recipes and DONEs to connected agents
@@ -12,6 +12,7 @@ pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod client;
+pub mod dashboard;
 pub mod error;
 pub mod metrics;
 pub mod quickstart;

@@ -127,6 +127,7 @@ pub async fn push(shared: &Shared, app: &str, validated: Validated) -> anyhow::R
     let sent_to =
         shared.registry.broadcast(app, &Outgoing::Recipe { version: current.version, frame: current.frame.clone() });
     tracing::info!(app_id = %app, recipe_version = version, sent_to, "recipe pushed");
+    shared.events.publish(app, None, crate::dashboard::EventKind::Recipe);
     waits::release_ready(shared, app).await?;
     Ok(PushOutcome { version, unchanged: false, sent_to })
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::extract::State;
 use axum::http::header;
-use axum::response::{Html, IntoResponse};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use tokio::sync::Semaphore;
@@ -22,7 +22,7 @@ use crate::recipe::RecipeCache;
 use crate::registry::Registry;
 use crate::shared::{Limits, Shared};
 use crate::store::Store;
-use crate::{api, tls, ws};
+use crate::{api, dashboard, tls, ws};
 
 /// How to run a hub. [`ServeConfig::new`] gives the defaults of `opsagent-hub serve`.
 #[derive(Debug, Clone)]
@@ -195,6 +195,8 @@ pub async fn serve(config: ServeConfig) -> Result<Hub, ServeError> {
         recipes: RecipeCache::default(),
         metrics: Metrics::default(),
         api_token,
+        sessions: Default::default(),
+        events: Default::default(),
         public_url: config.public_url.clone(),
         tls: tls_config.is_some(),
         local_addr,
@@ -232,19 +234,10 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/agent", get(ws::upgrade))
         .nest("/api/v1", api::router(shared.clone()))
         .route("/metrics", get(metrics))
-        .route("/", get(index))
+        .merge(dashboard::router(shared.clone()))
         .with_state(shared)
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], shared.metrics.render(shared.registry.count()))
-}
-
-async fn index() -> Html<&'static str> {
-    Html(
-        "<!doctype html><title>opsagent hub</title><h1>opsagent hub</h1>\
-         <p>The dashboard is coming. Meanwhile: the JSON API under <code>/api/v1</code> \
-         (bearer token), agents on <code>/agent/</code>, metrics on <code>/metrics</code>, \
-         and the CLI: <code>opsagent-hub status APP</code>.</p>",
-    )
 }

@@ -1,5 +1,6 @@
 //! What every request and connection of one running hub shares: the store, the registry of
-//! connected agents, the recipe cache, metrics, the API token and the limits.
+//! connected agents, the recipe cache, metrics, the API token, dashboard sessions and notices, and the
+//! limits.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Secret;
+use crate::dashboard::{Events, Sessions};
 use crate::metrics::Metrics;
 use crate::recipe::RecipeCache;
 use crate::registry::Registry;
@@ -21,6 +23,10 @@ pub struct Shared {
     pub recipes: RecipeCache,
     pub metrics: Metrics,
     pub api_token: Secret,
+    /// Signed-in dashboard browsers.
+    pub sessions: Sessions,
+    /// "Something changed" notices for the dashboard's live pages.
+    pub events: Events,
     /// Where agents connect, as configured (`--public-url`); else derived per request.
     pub public_url: Option<String>,
     pub tls: bool,

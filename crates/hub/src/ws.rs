@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::auth::random_hex;
+use crate::dashboard::EventKind;
 use crate::metrics::Refusal;
 use crate::registry::{try_send, Outgoing, Peer, SendError};
 use crate::shared::Shared;
@@ -93,6 +94,7 @@ async fn connection(shared: Arc<Shared>, socket: WebSocket, _permit: OwnedSemaph
     // Welcome goes into the queue before the connection is registered, so it is always first.
     let _ = try_send(&peer, Outgoing::Frame(opsagent_proto::encode(&welcome)));
     shared.registry.register(&app, &instance, peer.clone());
+    shared.events.publish(&app, Some(&instance), EventKind::Connection);
     let end = match greet(&shared, &app, &instance, recipe_version, &peer).await {
         Ok(()) => read_reports(&shared, &app, &instance, &peer, &mut stream).await,
         Err(e) => {
@@ -121,6 +123,7 @@ async fn connection(shared: Arc<Shared>, socket: WebSocket, _permit: OwnedSemaph
     if let Err(e) = shared.store.record_disconnect(&app, &instance).await {
         tracing::warn!(error = %format!("{e:#}"), "cannot record a disconnection");
     }
+    shared.events.publish(&app, Some(&instance), EventKind::Connection);
     tracing::info!("agent disconnected");
 }
 
@@ -302,7 +305,10 @@ async fn read_reports(shared: &Shared, app: &str, instance: &str, peer: &Peer, s
             }
         };
         match shared.store.record_report(app, instance, &report).await {
-            Ok(true) => count(shared, &report),
+            Ok(true) => {
+                count(shared, &report);
+                shared.events.publish(app, Some(instance), EventKind::Report);
+            }
             Ok(false) => shared.metrics.duplicate(),
             Err(e) => {
                 // Not acknowledged: the agent keeps it in its outbox and replays it.

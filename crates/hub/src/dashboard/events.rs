@@ -1,0 +1,126 @@
+//! Live updates: a broadcast of "something changed" notices (fed by the agent connections, recipe
+//! pushes and wait releases) and `GET /events`, which streams them to a page as server-sent events.
+//!
+//! A notice carries no data: the page re-fetches itself (`dashboard.js`), so what it shows is
+//! always what the store says, and a page that missed notices (a lagging receiver) only refreshes.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use tokio::sync::broadcast;
+
+use crate::shared::Shared;
+
+/// What changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// A state log or round event was stored.
+    Report,
+    /// An agent connected or disconnected.
+    Connection,
+    /// A wait was released.
+    Release,
+    /// A recipe version was pushed.
+    Recipe,
+}
+
+impl EventKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Report => "report",
+            EventKind::Connection => "connection",
+            EventKind::Release => "release",
+            EventKind::Recipe => "recipe",
+        }
+    }
+}
+
+/// One notice: `instance` is `None` for an app-wide change (a recipe push).
+#[derive(Debug, Clone)]
+pub struct Notice {
+    pub app: Arc<str>,
+    pub instance: Option<Arc<str>>,
+    pub kind: EventKind,
+}
+
+/// The hub's notice channel. Sending never blocks; with no page open, notices are dropped.
+pub struct Events {
+    sender: broadcast::Sender<Notice>,
+}
+
+/// Notices buffered per open page before it counts as lagging (it then refreshes once).
+const BUFFER: usize = 1024;
+
+impl Default for Events {
+    fn default() -> Events {
+        Events { sender: broadcast::channel(BUFFER).0 }
+    }
+}
+
+impl Events {
+    /// Tells every open page of `app` (and of `instance`, if given) that something changed.
+    pub fn publish(&self, app: &str, instance: Option<&str>, kind: EventKind) {
+        if self.sender.receiver_count() == 0 {
+            return;
+        }
+        // An error only means that no page listens any more.
+        let _ = self.sender.send(Notice { app: app.into(), instance: instance.map(Into::into), kind });
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Notice> {
+        self.sender.subscribe()
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct Filter {
+    /// Only this app's notices (all apps when absent).
+    app: Option<String>,
+    /// Only this instance's notices and the app-wide ones.
+    instance: Option<String>,
+}
+
+impl Filter {
+    fn wants(&self, notice: &Notice) -> bool {
+        if self.app.as_deref().is_some_and(|app| app != &*notice.app) {
+            return false;
+        }
+        match (&self.instance, &notice.instance) {
+            (Some(wanted), Some(instance)) => wanted == &**instance,
+            _ => true,
+        }
+    }
+}
+
+/// `GET /events?app=A&instance=I`: `update` events (data: the kind, app and instance) until the
+/// page closes or the hub stops.
+pub(super) async fn stream(State(shared): State<Arc<Shared>>, Query(filter): Query<Filter>) -> impl IntoResponse {
+    let receiver = shared.events.subscribe();
+    let stop = shared.shutdown.clone();
+    let events = futures_util::stream::unfold((receiver, filter, stop), |(mut receiver, filter, stop)| async move {
+        loop {
+            let next = tokio::select! {
+                _ = stop.cancelled() => return None,
+                next = receiver.recv() => next,
+            };
+            let data = match next {
+                Ok(notice) if filter.wants(&notice) => serde_json::json!({
+                    "kind": notice.kind.as_str(),
+                    "app": &*notice.app,
+                    "instance": notice.instance.as_deref(),
+                }),
+                Ok(_) => continue,
+                Err(broadcast::error::RecvError::Lagged(_)) => serde_json::json!({ "kind": "lagged" }),
+                Err(broadcast::error::RecvError::Closed) => return None,
+            };
+            let event = Event::default().event("update").data(data.to_string());
+            return Some((Ok::<_, Infallible>(event), (receiver, filter, stop)));
+        }
+    });
+    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
