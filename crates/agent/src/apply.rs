@@ -48,7 +48,7 @@ pub async fn apply(args: ApplyArgs, printer: Printer) -> ExitCode {
         return ExitCode::Invalid;
     }
 
-    let round_ctx = Arc::new(RoundCtx::new(args.state_dir.join("tmp")));
+    let round_ctx = Arc::new(RoundCtx::new(args.state_dir.clone()));
     let options = RoundOptions {
         policy: Policy {
             keep_going: args.keep_going,

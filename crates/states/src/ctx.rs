@@ -15,6 +15,8 @@ use crate::StateError;
 /// Settings and caches shared by every state of one round.
 #[derive(Debug)]
 pub struct RoundCtx {
+    /// The agent's state directory (`/var/lib/madeira`): watch checksums and other module data.
+    pub state_dir: PathBuf,
     /// Default working directory of `linux.cmd` (`<state dir>/tmp`), created when first needed.
     pub work_dir: PathBuf,
     /// Bytes of stdout and of stderr kept (the tail) per command.
@@ -36,9 +38,10 @@ pub struct UserInfo {
 }
 
 impl RoundCtx {
-    pub fn new(work_dir: PathBuf) -> RoundCtx {
+    pub fn new(state_dir: PathBuf) -> RoundCtx {
         RoundCtx {
-            work_dir,
+            work_dir: state_dir.join("tmp"),
+            state_dir,
             max_output_bytes: 16 * 1024,
             kill_grace: Duration::from_secs(5),
             users: Mutex::default(),

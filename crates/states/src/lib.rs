@@ -103,6 +103,10 @@ pub enum Action {
     Chmod,
     Chown,
     Run,
+    Start,
+    Restart,
+    Reload,
+    Enable,
 }
 
 impl Action {
@@ -114,6 +118,10 @@ impl Action {
             Action::Chmod => "chmod",
             Action::Chown => "chown",
             Action::Run => "run",
+            Action::Start => "start",
+            Action::Restart => "restart",
+            Action::Reload => "reload",
+            Action::Enable => "enable",
         }
     }
 }

@@ -61,7 +61,7 @@ impl Driver {
         }
         self.version_tx.send_replace(current.as_ref().map(|c| c.version));
         let round_ctx = Arc::new({
-            let mut ctx = RoundCtx::new(self.config.state_dir.join("tmp"));
+            let mut ctx = RoundCtx::new(self.config.state_dir.clone());
             ctx.kill_grace = self.config.kill_grace;
             ctx
         });

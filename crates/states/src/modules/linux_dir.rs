@@ -194,7 +194,7 @@ impl Dir {
                     let single = Plan { changes: vec![change.clone()], diff: None };
                     apply_attribute_changes(path, &change.target, &single, mode, owner)?;
                 }
-                Action::Update | Action::Run => {}
+                Action::Update | Action::Run | Action::Start | Action::Restart | Action::Reload | Action::Enable => {}
             }
         }
         Ok(plan.into())

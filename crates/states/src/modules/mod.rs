@@ -8,6 +8,7 @@ pub mod linux_cronjob;
 pub mod linux_dir;
 pub mod linux_file;
 pub mod linux_group;
+pub mod linux_service;
 pub mod linux_symlink;
 pub mod linux_user;
 pub mod meta_comment;
@@ -33,6 +34,7 @@ pub const SUPPORTED: &[&str] = &[
     "linux.group",
     "linux.cronjob",
     "common.timezone",
+    "linux.service",
 ];
 
 /// A validated state module.
@@ -44,6 +46,7 @@ pub enum Module {
     Dir(linux_dir::Dir),
     Symlink(linux_symlink::Symlink),
     Cmd(linux_cmd::Cmd),
+    Service(linux_service::Service),
     AptPackage(linux_apt_package::AptPackage),
     AptRepo(linux_apt_repo::AptRepo),
     User(linux_user::User),
@@ -62,6 +65,7 @@ impl Module {
             "linux.dir" => linux_dir::Dir::from_params(state).map(|(m, w)| (Module::Dir(m), w)),
             "linux.symlink" => linux_symlink::Symlink::from_params(state).map(|(m, w)| (Module::Symlink(m), w)),
             "linux.cmd" => linux_cmd::Cmd::from_params(state).map(|(m, w)| (Module::Cmd(m), w)),
+            "linux.service" => linux_service::Service::from_params(state).map(|(m, w)| (Module::Service(m), w)),
             "linux.apt.package" => {
                 linux_apt_package::AptPackage::from_params(state).map(|(m, w)| (Module::AptPackage(m), w))
             }
@@ -85,6 +89,7 @@ impl Module {
             Module::Dir(m) => m.check(ctx),
             Module::Symlink(m) => m.check(ctx),
             Module::Cmd(m) => m.check(ctx),
+            Module::Service(m) => m.check(ctx).await,
             Module::AptPackage(m) => m.check(ctx).await,
             Module::AptRepo(m) => m.check(ctx),
             Module::User(m) => m.check(ctx),
@@ -105,6 +110,7 @@ impl Module {
             Module::Dir(m) => m.apply(ctx, plan),
             Module::Symlink(m) => m.apply(ctx, plan),
             Module::Cmd(m) => m.apply(ctx, plan).await,
+            Module::Service(m) => m.apply(ctx, plan).await,
             Module::AptPackage(m) => m.apply(ctx, plan).await,
             Module::AptRepo(m) => m.apply(ctx, plan),
             Module::User(m) => m.apply(ctx, plan).await,
