@@ -110,8 +110,7 @@ fn render(
     let from = query.from.or_else(|| to.map(|t| t.saturating_sub(1)).filter(|v| *v > 0));
     let find = |v: Option<u64>| v.and_then(|v| versions.iter().find(|r| r.version == v));
     let action = format!("/apps/{}/recipes", encode_component(app));
-    let body = html! {
-        @if let Some(notice) = notice { p.notice.card role="status" { span aria-hidden="true" { "✔ " } (notice) } }
+    let push_section = html! {
         section.card.push {
             h2 { "Push a new version" }
             @if let Some(failed) = &failed { (diagnostics(failed)) }
@@ -127,6 +126,10 @@ fn render(
                 }
             }
         }
+    };
+    let body = html! {
+        @if let Some(notice) = notice { p.notice.card role="status" { span aria-hidden="true" { "✔ " } (notice) } }
+        @if failed.is_some() { (push_section) }
         section.card {
             h2 { "Versions" }
             @if versions.is_empty() { p.muted { "No recipe pushed yet." } }
@@ -158,6 +161,7 @@ fn render(
                 }
             }
         }
+        @if failed.is_none() { (push_section) }
     };
     let crumbs = [("apps", "/".to_string()), (app, format!("/apps/{}", encode_component(app)))];
     layout::page(&Page { title: "recipes", crumbs: &crumbs, live: None }, session, body)
