@@ -395,6 +395,9 @@ fn bad_parameters_are_refused_by_validate() {
   - id: p3
     module: linux.apt.package
     parameter: {name: {nginx: \"\"}, verify-gpg: false}
+  - id: ppa
+    module: linux.apt.ppa
+    parameter: {name: \"not a ppa\", username: me, dist: Jammy, key-file: key.gpg}
 ",
     );
     assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
@@ -407,6 +410,10 @@ fn bad_parameters_are_refused_by_validate() {
         "parameter `name.vim`: `relative/vim.deb` is not an absolute path",
         "parameter `deb-conf-file`: `debconf.txt` is not an absolute path",
         "state 5 `p3` (linux.apt.package): parameter `verify-gpg`: `verify-gpg: false` is ignored",
+        "state 6 `ppa` (linux.apt.ppa): parameter `name`: `not a ppa` is not a PPA name",
+        "state 6 `ppa` (linux.apt.ppa): parameter `password`: `username` is given without `password`",
+        "parameter `dist`: `Jammy` is not an Ubuntu series",
+        "parameter `key-file`: `key.gpg` is not an absolute path",
         "state 3 `r1` (linux.apt.repo): parameter `name`: `../evil` cannot name a file in /etc/apt/sources.list.d",
         "parameter `content`: line 1 (`hello world`) is not a `deb` or `deb-src` line",
         "state 4 `r2` (linux.apt.repo): parameter `name`: required parameter `name` is missing",
@@ -508,4 +515,75 @@ fn target_release_and_debconf_selections_are_used() {
             && comment.contains("no-such-suite"),
         "{comment}"
     );
+}
+
+/// Removes files when dropped (files a test writes outside its temp dir).
+struct RemoveOnDrop(Vec<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+#[test]
+fn a_ppa_that_does_not_verify_is_put_back_as_it_was() {
+    let f = Fixture::new();
+    let sources = PathBuf::from("/etc/apt/sources.list.d/opsagent-test-ubuntu-archive-jammy.list");
+    let auth = PathBuf::from("/etc/apt/auth.conf.d/opsagent-test-ubuntu-archive.conf");
+    let _cleanup = RemoveOnDrop(vec![sources.clone(), auth.clone()]);
+    // No network here: every fetch goes to a closed local port and fails at once.
+    let mut conf = std::fs::read_to_string(f.path("apt.conf")).unwrap();
+    conf.push_str(
+        "Acquire::http::Proxy \"http://127.0.0.1:9\";\nAcquire::https::Proxy \"http://127.0.0.1:9\";\nAcquire::Retries \"0\";\n",
+    );
+    std::fs::write(f.path("apt.conf"), conf).unwrap();
+    let key = f.path("ppa.gpg");
+    std::fs::write(&key, "not really a key").unwrap();
+    let recipe = format!(
+        "states:\n  - id: ppa\n    module: linux.apt.ppa\n    parameter: {{name: \"ppa:opsagent-test/archive\", dist: jammy, \
+         username: someone, password: s3cret-pw, key-file: {}}}\n",
+        key.display()
+    );
+
+    let test = f.apply(&recipe, &["--test", "--json"]);
+    assert_eq!(test.code, 0, "{}{}", test.stdout, test.stderr);
+    let line = format!(
+        "deb [signed-by={}] https://private-ppa.launchpadcontent.net/opsagent-test/archive/ubuntu jammy main\n",
+        key.display()
+    );
+    assert_eq!(
+        changes(&test, "ppa"),
+        [
+            format!("create {} ({} bytes, mode 0644)", sources.display(), line.len()),
+            format!("create {} (credentials, mode 0600)", auth.display()),
+        ]
+    );
+    let diff = test.json()["states"][0]["diff"].as_str().unwrap().to_string();
+    assert!(diff.contains(&format!("+{line}")), "{diff}");
+
+    // An earlier sources file comes back as it was; the credentials file goes again.
+    std::fs::write(&sources, "# earlier\n").unwrap();
+    let run = f.apply(&recipe, &["--json", "--retries", "0"]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    let comment = run.json()["states"][0]["comment"].as_str().unwrap().to_string();
+    assert!(
+        comment
+            .starts_with(&format!("`{}` was put back as it was: its source could not be fetched", sources.display())),
+        "{comment}"
+    );
+    assert_eq!(std::fs::read_to_string(&sources).unwrap(), "# earlier\n");
+    assert!(!auth.exists());
+    for out in [&test.stdout, &test.stderr, &run.stdout, &run.stderr] {
+        assert!(!out.contains("s3cret-pw"), "the password leaked:\n{out}");
+    }
+    assert_eq!(f.take_apt_calls().len(), 1, "one fetch of the PPA alone");
+
+    // This Debian machine names no Ubuntu series: without `dist`, the state says so.
+    let no_dist = "states:\n  - id: ppa\n    module: linux.apt.ppa\n    parameter: {name: opsagent-test/archive}\n";
+    let run = f.apply(no_dist, &["--test", "--json", "--retries", "0"]);
+    let comment = run.json()["states"][0]["comment"].as_str().unwrap_or("").to_string();
+    assert!(comment.contains("names no Ubuntu series") || run.code == 0, "{comment}");
 }

@@ -2,6 +2,7 @@
 
 pub mod common_timezone;
 pub mod linux_apt_package;
+pub mod linux_apt_ppa;
 pub mod linux_apt_repo;
 pub mod linux_cmd;
 pub mod linux_cronjob;
@@ -30,6 +31,7 @@ pub const SUPPORTED: &[&str] = &[
     "linux.cmd",
     "linux.apt.package",
     "linux.apt.repo",
+    "linux.apt.ppa",
     "linux.user",
     "linux.group",
     "linux.cronjob",
@@ -49,6 +51,7 @@ pub enum Module {
     Service(linux_service::Service),
     AptPackage(linux_apt_package::AptPackage),
     AptRepo(linux_apt_repo::AptRepo),
+    AptPpa(linux_apt_ppa::AptPpa),
     User(linux_user::User),
     Group(linux_group::Group),
     Cronjob(linux_cronjob::Cronjob),
@@ -70,6 +73,7 @@ impl Module {
                 linux_apt_package::AptPackage::from_params(state).map(|(m, w)| (Module::AptPackage(m), w))
             }
             "linux.apt.repo" => linux_apt_repo::AptRepo::from_params(state).map(|(m, w)| (Module::AptRepo(m), w)),
+            "linux.apt.ppa" => linux_apt_ppa::AptPpa::from_params(state).map(|(m, w)| (Module::AptPpa(m), w)),
             "linux.user" => linux_user::User::from_params(state).map(|(m, w)| (Module::User(m), w)),
             "linux.group" => linux_group::Group::from_params(state).map(|(m, w)| (Module::Group(m), w)),
             "linux.cronjob" => linux_cronjob::Cronjob::from_params(state).map(|(m, w)| (Module::Cronjob(m), w)),
@@ -92,6 +96,7 @@ impl Module {
             Module::Service(m) => m.check(ctx).await,
             Module::AptPackage(m) => m.check(ctx).await,
             Module::AptRepo(m) => m.check(ctx),
+            Module::AptPpa(m) => m.check(ctx),
             Module::User(m) => m.check(ctx),
             Module::Group(m) => m.check(ctx),
             Module::Cronjob(m) => m.check(ctx).await,
@@ -113,6 +118,7 @@ impl Module {
             Module::Service(m) => m.apply(ctx, plan).await,
             Module::AptPackage(m) => m.apply(ctx, plan).await,
             Module::AptRepo(m) => m.apply(ctx, plan),
+            Module::AptPpa(m) => m.apply(ctx, plan).await,
             Module::User(m) => m.apply(ctx, plan).await,
             Module::Group(m) => m.apply(ctx, plan).await,
             Module::Cronjob(m) => m.apply(ctx, plan).await,

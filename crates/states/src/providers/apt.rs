@@ -150,6 +150,45 @@ pub async fn update(ctx: &Ctx) -> Result<Output, StateError> {
     apt_get(ctx, &["update".to_string()]).await
 }
 
+/// Fetches the lists of one sources file alone (every other list is kept). A source that cannot
+/// be fetched or verified is an error naming the file, with apt's reason: `apt-get update` itself
+/// only warns about those.
+pub async fn update_source(ctx: &Ctx, list: &Path) -> Result<Output, StateError> {
+    let args = [
+        "update".to_string(),
+        "-o".into(),
+        format!("Dir::Etc::sourcelist={}", list.display()),
+        "-o".into(),
+        "Dir::Etc::sourceparts=-".into(),
+        "-o".into(),
+        "APT::Get::List-Cleanup=0".into(),
+    ];
+    let (stderr, result) = match apt_get(ctx, &args).await {
+        Ok(output) => (output.stderr.text(), Ok(output)),
+        Err(StateError::Command { termination, stdout, stderr }) => {
+            (stderr.text(), Err(StateError::Command { termination, stdout, stderr }))
+        }
+        Err(e) => return Err(e),
+    };
+    let reason = stderr.lines().map(str::trim).find(|l| {
+        l.starts_with("E:")
+            || l.starts_with("W: Failed to fetch")
+            || l.starts_with("W: GPG error")
+            || l.starts_with("W: The repository")
+    });
+    match (reason, result) {
+        (None, Ok(output)) => Ok(output),
+        (reason, result) => Err(StateError::Conflict {
+            path: list.to_path_buf(),
+            problem: format!(
+                "was put back as it was: its source could not be fetched and verified ({}); check the name, the \
+                 series and the network, and give the signing key (`key-file`)",
+                reason.map(str::to_string).unwrap_or_else(|| result.err().map(|e| e.to_string()).unwrap_or_default())
+            ),
+        }),
+    }
+}
+
 /// Runs `apt-get ARGS` non-interactively: `-y`, keep changed config files, wait a while for a
 /// lock held by another apt or dpkg. A held lock and an unknown package become clear errors.
 pub async fn apt_get(ctx: &Ctx, args: &[String]) -> Result<Output, StateError> {
