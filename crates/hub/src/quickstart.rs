@@ -105,6 +105,7 @@ pub async fn run(args: &QuickstartArgs) -> Result<(), Failure> {
     println!("{}", paint.bold("opsagent quickstart"));
     println!("  hub        {} (agents: {})", hub.url(), hub.agent_url());
     println!("  API        {}/api/v1  (token in {})", hub.url(), dir.join("hub/api-token").display());
+    println!("  dashboard  {}/apps/{APP}  (sign in with the token)", hub.url());
     println!("  try        opsagent-hub --hub {} status {APP}", hub.url());
     println!("  agent      {INSTANCE}, log in {}", log_path.display());
     println!("  scratch    {}", scratch.display());

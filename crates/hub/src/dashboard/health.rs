@@ -128,6 +128,9 @@ impl AppFacts<'_> {
         let any_failed = states.iter().any(|(_, s)| s == "failed");
         let health = if !connected {
             Health::Disconnected
+        } else if self.recipe.is_none() {
+            // Nothing to run: the agent is as converged as it can be.
+            Health::Converged
         } else if on_current && (instance.round_result.as_deref() == Some("failed") || (running && any_failed)) {
             Health::Failing
         } else if waiting_at.is_some() {
@@ -148,4 +151,102 @@ pub fn by_instance(rows: Vec<StateStatusRow>) -> HashMap<String, Vec<StateStatus
         map.entry(row.instance_id.clone()).or_default().push(row);
     }
     map
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::RecipeRow;
+
+    fn recipe() -> CurrentRecipe {
+        let body = serde_json::json!({ "recipe_version": 2, "state": [
+            { "id": "conf", "module": "linux.file", "parameter": { "path": "/tmp/x", "content": "x" } },
+            { "id": "gate", "module": "meta.wait", "parameter": {} },
+            { "id": "after", "module": "meta.comment", "parameter": {} },
+        ]});
+        CurrentRecipe::from_row(RecipeRow { version: 2, body })
+    }
+
+    fn instance(recipe_version: Option<u64>, round: Option<u64>, result: Option<&str>) -> InstanceRow {
+        InstanceRow {
+            app_id: "app".into(),
+            id: "i".into(),
+            created_at: String::new(),
+            last_seq: 0,
+            agent_version: Some("0.1.0".into()),
+            recipe_version,
+            last_seen: None,
+            round,
+            round_result: result.map(str::to_string),
+        }
+    }
+
+    fn report(state_id: &str, status: &str, recipe_version: u64, round: u64) -> StateStatusRow {
+        StateStatusRow {
+            instance_id: "i".into(),
+            state_id: state_id.into(),
+            module: String::new(),
+            status: status.into(),
+            attempt: 1,
+            recipe_version,
+            round,
+            comment: None,
+            updated_at: String::new(),
+        }
+    }
+
+    /// The health of instance `i` with these reports, connected, gate released or not.
+    fn check(row: InstanceRow, reports: Vec<StateStatusRow>, released: bool, expect: (Health, &[&str])) {
+        let recipe = recipe();
+        let mut released_set = HashSet::new();
+        if released {
+            released_set.insert(("i".to_string(), "gate".to_string()));
+        }
+        let statuses = HashMap::from([("i".to_string(), reports)]);
+        let facts = AppFacts { recipe: Some(&recipe), released: &released_set, statuses: &statuses };
+        let view = facts.view(&row, true);
+        let states: Vec<&str> = view.states.iter().map(|(_, s)| s.as_str()).collect();
+        assert_eq!((view.health, states.as_slice()), expect);
+    }
+
+    #[test]
+    fn healths() {
+        let running = || instance(Some(2), Some(5), Some("running"));
+        check(running(), vec![], false, (Health::Running, &["pending", "pending", "pending"]));
+        check(
+            running(),
+            vec![report("conf", "changed", 2, 5)],
+            false,
+            (Health::Waiting, &["changed", "waiting", "pending"]),
+        );
+        check(
+            running(),
+            vec![report("conf", "changed", 2, 5)],
+            true,
+            (Health::Running, &["changed", "pending", "pending"]),
+        );
+        check(
+            running(),
+            vec![report("conf", "failed", 2, 5)],
+            false,
+            (Health::Failing, &["failed", "pending", "pending"]),
+        );
+        // Reports of an older round or version do not count for the current one.
+        check(running(), vec![report("conf", "ok", 2, 4)], true, (Health::Running, &["pending", "pending", "pending"]));
+        let done = vec![report("conf", "ok", 2, 5), report("gate", "ok", 2, 5), report("after", "skipped", 2, 5)];
+        check(instance(Some(2), Some(5), Some("succeeded")), done, true, (Health::Converged, &["ok", "ok", "skipped"]));
+        // Succeeded on an older version: not converged on the current one.
+        check(
+            instance(Some(1), Some(5), Some("succeeded")),
+            vec![],
+            true,
+            (Health::Running, &["pending", "pending", "pending"]),
+        );
+        check(
+            instance(Some(2), Some(5), Some("failed")),
+            vec![],
+            true,
+            (Health::Failing, &["pending", "pending", "pending"]),
+        );
+    }
 }
