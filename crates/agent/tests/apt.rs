@@ -277,6 +277,9 @@ fn installs_from_a_local_repository_in_one_transaction_then_changes_nothing() {
         &[&format!("create {PKG_A} (install 1.0)"), &format!("create {PKG_B} (install 1.0)")],
     );
     assert_eq!(run.statuses(), ["repo=ok", "pkgs=changed"]);
+    let stdout = run.json()["states"][1]["stdout"].as_str().unwrap().to_string();
+    assert!(stdout.contains(&format!("Setting up {PKG_A} (1.0)")), "{stdout}");
+    assert!(!stdout.contains("(Reading database ... 5%"), "dpkg's progress lines are not reported:\n{stdout}");
     assert_eq!(dpkg(PKG_A), ("installed".into(), "1.0".into()));
     assert_eq!(dpkg(PKG_B), ("installed".into(), "1.0".into()));
     let calls = f.take_apt_calls();

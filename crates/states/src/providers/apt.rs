@@ -204,6 +204,9 @@ pub async fn apt_get(ctx: &Ctx, args: &[String]) -> Result<Output, StateError> {
         "Dpkg::Options::=--force-confold".into(),
         "-o".into(),
         format!("DPkg::Lock::Timeout={lock_wait}"),
+        // No pseudo-terminal for dpkg: its progress lines would fill the reported output.
+        "-o".into(),
+        "Dpkg::Use-Pty=0".into(),
     ];
     full.extend(args.iter().cloned());
     let spec = Spec { program: "apt-get".into(), args: full, env: apt_env(), ..Spec::default() };
