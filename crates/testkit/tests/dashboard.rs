@@ -19,6 +19,10 @@ static BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
+/// Like `FAST_AGENT`, but a converged agent stays converged for the test's duration (a new recipe
+/// still preempts at once).
+const SLOW_ROUNDS: &str = "round_interval_secs = 600\nsplay_secs = 0\nreconnect_max_secs = 2\nkill_grace_secs = 1";
+
 /// `chromedriver` on a free loopback port, killed on drop.
 struct Driver {
     child: Child,
@@ -152,7 +156,7 @@ async fn dashboard_in_a_browser() {
 
     // The round goes running → waiting, live: the page is never reloaded.
     client.execute("window.__noReload = true; return true;", vec![]).await.expect("mark the page");
-    let _agent1 = Agent::start(&dir.path().join("agent-1"), &web1, FAST_AGENT);
+    let _agent1 = Agent::start(&dir.path().join("agent-1"), &web1, SLOW_ROUNDS);
     let mut seen = Vec::new();
     let start = Instant::now();
     while start.elapsed() < DEADLINE {
@@ -205,7 +209,7 @@ async fn dashboard_in_a_browser() {
     client.set_window_size(1280, 900).await.expect("resize");
 
     // web-2 connects and stops at the wait (nobody releases it there).
-    let _agent2 = Agent::start(&dir.path().join("agent-2"), &web2, FAST_AGENT);
+    let _agent2 = Agent::start(&dir.path().join("agent-2"), &web2, SLOW_ROUNDS);
     client.goto(&format!("{}/apps/web", hub.http_url())).await.expect("app page");
     until_js(
         &client,
