@@ -1,5 +1,6 @@
 //! The modules, one file each, and [`Module`], the closed set that dispatches to them.
 
+pub mod common_git;
 pub mod common_timezone;
 pub mod linux_apt_package;
 pub mod linux_apt_ppa;
@@ -37,6 +38,7 @@ pub const SUPPORTED: &[&str] = &[
     "linux.cronjob",
     "common.timezone",
     "linux.service",
+    "common.git",
 ];
 
 /// A validated state module.
@@ -49,6 +51,7 @@ pub enum Module {
     Symlink(linux_symlink::Symlink),
     Cmd(linux_cmd::Cmd),
     Service(linux_service::Service),
+    Git(common_git::Git),
     AptPackage(linux_apt_package::AptPackage),
     AptRepo(linux_apt_repo::AptRepo),
     AptPpa(linux_apt_ppa::AptPpa),
@@ -69,6 +72,7 @@ impl Module {
             "linux.symlink" => linux_symlink::Symlink::from_params(state).map(|(m, w)| (Module::Symlink(m), w)),
             "linux.cmd" => linux_cmd::Cmd::from_params(state).map(|(m, w)| (Module::Cmd(m), w)),
             "linux.service" => linux_service::Service::from_params(state).map(|(m, w)| (Module::Service(m), w)),
+            "common.git" => common_git::Git::from_params(state).map(|(m, w)| (Module::Git(m), w)),
             "linux.apt.package" => {
                 linux_apt_package::AptPackage::from_params(state).map(|(m, w)| (Module::AptPackage(m), w))
             }
@@ -94,6 +98,7 @@ impl Module {
             Module::Symlink(m) => m.check(ctx),
             Module::Cmd(m) => m.check(ctx),
             Module::Service(m) => m.check(ctx).await,
+            Module::Git(m) => m.check(ctx).await,
             Module::AptPackage(m) => m.check(ctx).await,
             Module::AptRepo(m) => m.check(ctx),
             Module::AptPpa(m) => m.check(ctx),
@@ -116,6 +121,7 @@ impl Module {
             Module::Symlink(m) => m.apply(ctx, plan),
             Module::Cmd(m) => m.apply(ctx, plan).await,
             Module::Service(m) => m.apply(ctx, plan).await,
+            Module::Git(m) => m.apply(ctx, plan).await,
             Module::AptPackage(m) => m.apply(ctx, plan).await,
             Module::AptRepo(m) => m.apply(ctx, plan),
             Module::AptPpa(m) => m.apply(ctx, plan).await,
