@@ -6,6 +6,7 @@ mod common;
 mod agent;
 mod api;
 mod cli;
+mod dashboard;
 mod frames;
 mod restart;
 mod store;

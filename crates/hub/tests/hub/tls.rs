@@ -75,6 +75,17 @@ async fn agents_connect_over_tls_only_when_they_trust_the_ca() {
     assert!(added["config"].as_str().unwrap().contains("hub_url = \"wss://"));
     let secret = added["secret"].as_str().unwrap().to_string();
 
+    // The dashboard's session cookie is `Secure` over TLS.
+    let browser = crate::dashboard::no_redirects()
+        .use_rustls_tls()
+        .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let (_, set_cookie) = crate::dashboard::sign_in(&browser, &hub.url()).await;
+    for flag in ["Secure", "HttpOnly", "SameSite=Strict"] {
+        assert!(set_cookie.contains(flag), "{set_cookie}");
+    }
+
     let mut roots = rustls::RootCertStore::empty();
     roots.add(pki.ca_der.clone()).unwrap();
     let (socket, _) = tokio_tungstenite::connect_async_tls_with_config(
