@@ -28,6 +28,9 @@ pub struct Spec {
     pub env: Vec<(String, String)>,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
+    /// Written to the command's standard input (small inputs such as a password; at most 64 KiB),
+    /// which is otherwise `/dev/null`.
+    pub stdin: Option<Vec<u8>>,
 }
 
 /// Limits of one run.
@@ -116,7 +119,7 @@ pub async fn run(spec: &Spec, limits: Limits, cancel: &CancellationToken) -> std
     let mut command = Command::new(&spec.program);
     command
         .args(&spec.args)
-        .stdin(Stdio::null())
+        .stdin(if spec.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
@@ -136,6 +139,12 @@ pub async fn run(spec: &Spec, limits: Limits, cancel: &CancellationToken) -> std
     }
     let mut child = command.spawn()?;
     let pgid = child.id().map(|id| Pid::from_raw(id as i32));
+    if let (Some(bytes), Some(mut pipe)) = (&spec.stdin, child.stdin.take()) {
+        use tokio::io::AsyncWriteExt;
+        // Fits in the pipe's buffer, so this never waits on the command; a command that exits
+        // without reading it is not an error.
+        let _ = pipe.write_all(bytes).await;
+    }
     let mut stdout = child.stdout.take();
     let mut stderr = child.stderr.take();
     let (mut out_tail, mut err_tail) = (Tail::default(), Tail::default());

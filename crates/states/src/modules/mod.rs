@@ -1,6 +1,8 @@
 //! The modules, one file each, and [`Module`], the closed set that dispatches to them.
 
 pub mod common_git;
+pub mod common_hg;
+pub mod common_svn;
 pub mod common_timezone;
 pub mod linux_apt_package;
 pub mod linux_apt_ppa;
@@ -39,6 +41,8 @@ pub const SUPPORTED: &[&str] = &[
     "common.timezone",
     "linux.service",
     "common.git",
+    "common.hg",
+    "common.svn",
 ];
 
 /// A validated state module.
@@ -52,6 +56,8 @@ pub enum Module {
     Cmd(linux_cmd::Cmd),
     Service(linux_service::Service),
     Git(common_git::Git),
+    Hg(common_hg::Hg),
+    Svn(common_svn::Svn),
     AptPackage(linux_apt_package::AptPackage),
     AptRepo(linux_apt_repo::AptRepo),
     AptPpa(linux_apt_ppa::AptPpa),
@@ -73,6 +79,8 @@ impl Module {
             "linux.cmd" => linux_cmd::Cmd::from_params(state).map(|(m, w)| (Module::Cmd(m), w)),
             "linux.service" => linux_service::Service::from_params(state).map(|(m, w)| (Module::Service(m), w)),
             "common.git" => common_git::Git::from_params(state).map(|(m, w)| (Module::Git(m), w)),
+            "common.hg" => common_hg::Hg::from_params(state).map(|(m, w)| (Module::Hg(m), w)),
+            "common.svn" => common_svn::Svn::from_params(state).map(|(m, w)| (Module::Svn(m), w)),
             "linux.apt.package" => {
                 linux_apt_package::AptPackage::from_params(state).map(|(m, w)| (Module::AptPackage(m), w))
             }
@@ -99,6 +107,8 @@ impl Module {
             Module::Cmd(m) => m.check(ctx),
             Module::Service(m) => m.check(ctx).await,
             Module::Git(m) => m.check(ctx).await,
+            Module::Hg(m) => m.check(ctx).await,
+            Module::Svn(m) => m.check(ctx).await,
             Module::AptPackage(m) => m.check(ctx).await,
             Module::AptRepo(m) => m.check(ctx),
             Module::AptPpa(m) => m.check(ctx),
@@ -122,6 +132,8 @@ impl Module {
             Module::Cmd(m) => m.apply(ctx, plan).await,
             Module::Service(m) => m.apply(ctx, plan).await,
             Module::Git(m) => m.apply(ctx, plan).await,
+            Module::Hg(m) => m.apply(ctx, plan).await,
+            Module::Svn(m) => m.apply(ctx, plan).await,
             Module::AptPackage(m) => m.apply(ctx, plan).await,
             Module::AptRepo(m) => m.apply(ctx, plan),
             Module::AptPpa(m) => m.apply(ctx, plan).await,
