@@ -58,6 +58,7 @@ pub fn status_symbol(status: &str) -> &'static str {
         "waiting" => "‖",
         "released" => "✔",
         "pending" => "○",
+        "not run" => "–",
         "running" => "↻",
         "succeeded" => "✔",
         _ => "·",

@@ -275,7 +275,9 @@ fn round_table(round: &Round, current: Option<(&InstanceView, Option<&CurrentRec
                 @match attempts.and_then(|a| a.last()) {
                     Some(log) => (state_row(id, log, attempts.map_or(0, |a| a.len()))),
                     None => li.state data-state=(id) {
-                        div.head { (layout::status_badge(fallback)) " " code.id { (id) } }
+                        // A round that ended without reaching a state did not run it.
+                        @let status = if round.result.is_some() && fallback == "pending" { "not run" } else { fallback.as_str() };
+                        div.head { (layout::status_badge(status)) " " code.id { (id) } }
                     },
                 }
             }
