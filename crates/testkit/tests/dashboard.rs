@@ -218,9 +218,6 @@ async fn dashboard_in_a_browser() {
     )
     .await;
     screenshot(&client, "app").await;
-    client.goto(&hub.http_url()).await.expect("apps page");
-    until_js(&client, "the apps overview", "return document.querySelector('li.app[data-app=\"web\"]') !== null;").await;
-    screenshot(&client, "apps").await;
 
     // An invalid recipe: the error shows next to the state it is about; nothing is pushed.
     client.goto(&format!("{}/apps/web/recipes", hub.http_url())).await.expect("recipes page");
@@ -267,6 +264,44 @@ async fn dashboard_in_a_browser() {
         client.find(Locator::Css("pre[data-marker=\"recipe-diff\"]")).await.expect("diff").text().await.expect("text");
     assert!(diff.contains("-") && diff.contains("listen = 9090"), "diff:\n{diff}");
     screenshot(&client, "recipe-diff").await;
+
+    // A failing state: its error, with the state id and module, and its output tail.
+    hub.create_app("batch");
+    let job = hub.add_instance("batch", "job-1");
+    let failing = recipe(
+        dir.path(),
+        "batch.yaml",
+        "states:\n  - {id: fetch, module: linux.cmd, retries: 0, parameter: {cmd: \"echo fetching; echo 'no route to host' >&2; exit 3\"}}\n  - {id: load, module: linux.cmd, parameter: {cmd: \"true\"}}\n",
+    );
+    hub.push("batch", &failing);
+    let _job = Agent::start(&dir.path().join("job-1"), &job, SLOW_ROUNDS);
+    client.goto(&format!("{}/apps/batch/instances/job-1", hub.http_url())).await.expect("job page");
+    let error = until_js(
+        &client,
+        "the failed state's error",
+        "const e = document.querySelector('li.state[data-state=\"fetch\"][data-status=\"failed\"] p.error'); return e && e.textContent;",
+    )
+    .await;
+    assert!(error.as_str().is_some_and(|e| e.contains("fetch") && e.contains("linux.cmd")), "error: {error}");
+    until_js(&client, "failing", "return document.querySelector('section.summary .badge.h-failing') !== null;").await;
+    client
+        .execute(
+            "for (const d of document.querySelectorAll('li.state details')) { d.open = true; } return true;",
+            vec![],
+        )
+        .await
+        .expect("open details");
+    let stderr = find(&client, "li.state[data-state=\"fetch\"]").await.text().await.expect("text");
+    assert!(stderr.contains("no route to host"), "{stderr}");
+    screenshot(&client, "instance-failed").await;
+    client.goto(&hub.http_url()).await.expect("apps page");
+    until_js(
+        &client,
+        "the apps overview",
+        "return document.querySelector('li.app[data-app=\"batch\"] li.count.h-failing .n').textContent === '1';",
+    )
+    .await;
+    screenshot(&client, "apps").await;
 
     // A phone-sized screen.
     client.set_window_size(390, 844).await.expect("resize");
