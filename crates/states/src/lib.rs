@@ -20,6 +20,7 @@ pub mod fsutil;
 pub mod modules;
 pub mod process;
 pub mod providers;
+pub mod watch;
 
 use std::fmt;
 use std::io;

@@ -22,17 +22,14 @@
 //!   parameter: { name: { nginx: reload }, watch: [/etc/nginx/nginx.conf], enable: true }
 //! ```
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use opsagent_recipe::{Diagnostic, Kind, ParamReader, State};
-use sha2::{Digest, Sha256};
 
 use super::linux_file::check_absolute;
-use crate::ctx::Owner;
 use crate::process::{run_spec, Spec};
 use crate::providers::service::{self, InitSystem, Op};
-use crate::{fsutil, Action, Change, Ctx, Outcome, Plan, StateError};
+use crate::{Action, Change, Ctx, Outcome, Plan, StateError};
 
 /// What a service gets when a watched file changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,7 +107,7 @@ impl Service {
     pub async fn check(&self, ctx: &Ctx) -> Result<Plan, StateError> {
         let init = InitSystem::detect();
         let mut plan = Plan::default();
-        let changed = self.changed_files(ctx)?;
+        let changed = crate::watch::changed_files(ctx, &self.state_id, &self.watch)?;
         for (name, on_change) in &self.services {
             if !service::exists(ctx, init, name).await? {
                 return Err(StateError::Conflict {
@@ -165,59 +162,8 @@ impl Service {
                 });
             }
         }
-        self.save_fingerprints(ctx)?;
+        crate::watch::save(ctx, &self.state_id, &self.watch)?;
         Ok(plan.into())
-    }
-
-    /// The watched files whose fingerprint differs from the one saved after the last success.
-    fn changed_files(&self, ctx: &Ctx) -> Result<Vec<String>, StateError> {
-        if self.watch.is_empty() {
-            return Ok(Vec::new());
-        }
-        let saved = self.saved_fingerprints(ctx);
-        let mut changed = Vec::new();
-        for path in &self.watch {
-            let now = fingerprint(path)?;
-            if saved.get(&path.display().to_string()) != Some(&now) {
-                changed.push(path.display().to_string());
-            }
-        }
-        Ok(changed)
-    }
-
-    fn fingerprints_file(&self, ctx: &Ctx) -> PathBuf {
-        ctx.round.state_dir.join("watch").join(format!("{}.json", self.state_id.replace('/', "-")))
-    }
-
-    fn saved_fingerprints(&self, ctx: &Ctx) -> BTreeMap<String, String> {
-        std::fs::read_to_string(self.fingerprints_file(ctx))
-            .ok()
-            .and_then(|text| serde_json::from_str::<BTreeMap<String, String>>(&text).ok())
-            .unwrap_or_default()
-    }
-
-    fn save_fingerprints(&self, ctx: &Ctx) -> Result<(), StateError> {
-        if self.watch.is_empty() {
-            return Ok(());
-        }
-        let mut fingerprints = BTreeMap::new();
-        for path in &self.watch {
-            fingerprints.insert(path.display().to_string(), fingerprint(path)?);
-        }
-        let text = serde_json::to_string(&fingerprints).unwrap_or_default();
-        let file = self.fingerprints_file(ctx);
-        let dir = fsutil::parent_of(&file);
-        std::fs::create_dir_all(dir).map_err(StateError::io("creating", dir))?;
-        fsutil::write_atomic(&file, text.as_bytes(), 0o600, Owner::default()).map_err(StateError::io("writing", &file))
-    }
-}
-
-/// SHA-256 of a file's content (`absent` when there is no file).
-fn fingerprint(path: &Path) -> Result<String, StateError> {
-    match std::fs::read(path) {
-        Ok(bytes) => Ok(format!("sha256:{}", hex::encode(Sha256::digest(&bytes)))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok("absent".into()),
-        Err(e) => Err(StateError::io("reading the watched file", path)(e)),
     }
 }
 

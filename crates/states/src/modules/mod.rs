@@ -13,6 +13,7 @@ pub mod linux_dir;
 pub mod linux_file;
 pub mod linux_group;
 pub mod linux_service;
+pub mod linux_supervisord;
 pub mod linux_symlink;
 pub mod linux_user;
 pub mod meta_comment;
@@ -43,6 +44,7 @@ pub const SUPPORTED: &[&str] = &[
     "common.git",
     "common.hg",
     "common.svn",
+    "linux.supervisord",
 ];
 
 /// A validated state module.
@@ -55,6 +57,7 @@ pub enum Module {
     Symlink(linux_symlink::Symlink),
     Cmd(linux_cmd::Cmd),
     Service(linux_service::Service),
+    Supervisord(linux_supervisord::Supervisord),
     Git(common_git::Git),
     Hg(common_hg::Hg),
     Svn(common_svn::Svn),
@@ -78,6 +81,9 @@ impl Module {
             "linux.symlink" => linux_symlink::Symlink::from_params(state).map(|(m, w)| (Module::Symlink(m), w)),
             "linux.cmd" => linux_cmd::Cmd::from_params(state).map(|(m, w)| (Module::Cmd(m), w)),
             "linux.service" => linux_service::Service::from_params(state).map(|(m, w)| (Module::Service(m), w)),
+            "linux.supervisord" => {
+                linux_supervisord::Supervisord::from_params(state).map(|(m, w)| (Module::Supervisord(m), w))
+            }
             "common.git" => common_git::Git::from_params(state).map(|(m, w)| (Module::Git(m), w)),
             "common.hg" => common_hg::Hg::from_params(state).map(|(m, w)| (Module::Hg(m), w)),
             "common.svn" => common_svn::Svn::from_params(state).map(|(m, w)| (Module::Svn(m), w)),
@@ -106,6 +112,7 @@ impl Module {
             Module::Symlink(m) => m.check(ctx),
             Module::Cmd(m) => m.check(ctx),
             Module::Service(m) => m.check(ctx).await,
+            Module::Supervisord(m) => m.check(ctx).await,
             Module::Git(m) => m.check(ctx).await,
             Module::Hg(m) => m.check(ctx).await,
             Module::Svn(m) => m.check(ctx).await,
@@ -131,6 +138,7 @@ impl Module {
             Module::Symlink(m) => m.apply(ctx, plan),
             Module::Cmd(m) => m.apply(ctx, plan).await,
             Module::Service(m) => m.apply(ctx, plan).await,
+            Module::Supervisord(m) => m.apply(ctx, plan).await,
             Module::Git(m) => m.apply(ctx, plan).await,
             Module::Hg(m) => m.apply(ctx, plan).await,
             Module::Svn(m) => m.apply(ctx, plan).await,
