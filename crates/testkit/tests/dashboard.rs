@@ -6,11 +6,14 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
 use opsagent_testkit::{free_port, recipe, scratch, wait_until, Agent, Hub, FAST_AGENT};
 use serde_json::{json, Value};
 
@@ -34,8 +37,11 @@ struct Driver {
 impl Driver {
     fn start() -> Driver {
         let port = free_port();
+        // Its own process group: dropping the driver ends the browsers it started too, even when a
+        // test panics before closing its session.
         let child = Command::new("chromedriver")
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -74,7 +80,15 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let group = Pid::from_raw(self.child.id() as i32);
+        let _ = killpg(group, Signal::SIGTERM);
+        let gone = wait_until(Duration::from_secs(5), || {
+            let _ = self.child.try_wait();
+            killpg(group, None).is_err()
+        });
+        if !gone {
+            let _ = killpg(group, Signal::SIGKILL);
+        }
         let _ = self.child.wait();
     }
 }
