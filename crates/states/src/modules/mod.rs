@@ -12,6 +12,8 @@ pub mod linux_cronjob;
 pub mod linux_dir;
 pub mod linux_file;
 pub mod linux_group;
+pub mod linux_mkfs;
+pub mod linux_mount;
 pub mod linux_service;
 pub mod linux_supervisord;
 pub mod linux_symlink;
@@ -45,6 +47,8 @@ pub const SUPPORTED: &[&str] = &[
     "common.hg",
     "common.svn",
     "linux.supervisord",
+    "linux.mount",
+    "linux.mkfs",
 ];
 
 /// A validated state module.
@@ -61,6 +65,8 @@ pub enum Module {
     Git(common_git::Git),
     Hg(common_hg::Hg),
     Svn(common_svn::Svn),
+    Mount(linux_mount::Mount),
+    Mkfs(linux_mkfs::Mkfs),
     AptPackage(linux_apt_package::AptPackage),
     AptRepo(linux_apt_repo::AptRepo),
     AptPpa(linux_apt_ppa::AptPpa),
@@ -87,6 +93,8 @@ impl Module {
             "common.git" => common_git::Git::from_params(state).map(|(m, w)| (Module::Git(m), w)),
             "common.hg" => common_hg::Hg::from_params(state).map(|(m, w)| (Module::Hg(m), w)),
             "common.svn" => common_svn::Svn::from_params(state).map(|(m, w)| (Module::Svn(m), w)),
+            "linux.mount" => linux_mount::Mount::from_params(state).map(|(m, w)| (Module::Mount(m), w)),
+            "linux.mkfs" => linux_mkfs::Mkfs::from_params(state).map(|(m, w)| (Module::Mkfs(m), w)),
             "linux.apt.package" => {
                 linux_apt_package::AptPackage::from_params(state).map(|(m, w)| (Module::AptPackage(m), w))
             }
@@ -116,6 +124,8 @@ impl Module {
             Module::Git(m) => m.check(ctx).await,
             Module::Hg(m) => m.check(ctx).await,
             Module::Svn(m) => m.check(ctx).await,
+            Module::Mount(m) => m.check(ctx).await,
+            Module::Mkfs(m) => m.check(ctx).await,
             Module::AptPackage(m) => m.check(ctx).await,
             Module::AptRepo(m) => m.check(ctx),
             Module::AptPpa(m) => m.check(ctx),
@@ -142,6 +152,8 @@ impl Module {
             Module::Git(m) => m.apply(ctx, plan).await,
             Module::Hg(m) => m.apply(ctx, plan).await,
             Module::Svn(m) => m.apply(ctx, plan).await,
+            Module::Mount(m) => m.apply(ctx, plan).await,
+            Module::Mkfs(m) => m.apply(ctx, plan).await,
             Module::AptPackage(m) => m.apply(ctx, plan).await,
             Module::AptRepo(m) => m.apply(ctx, plan),
             Module::AptPpa(m) => m.apply(ctx, plan).await,
