@@ -147,6 +147,7 @@ impl CurrentRecipe {
             recipe_version: row.version,
             module: None,
             state: Some(states),
+            retries: row.body.get("retries").and_then(Value::as_u64).and_then(|r| u32::try_from(r).ok()),
         });
         CurrentRecipe { version: row.version, waits: waits_of(&row.body), body: row.body, frame: frame.into(), order }
     }

@@ -38,6 +38,9 @@ pub enum HubMessage {
         module: Option<serde_json::Value>,
         #[serde(default)]
         state: Option<Vec<serde_json::Value>>,
+        /// Ours: the recipe-level retry count of failed states.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retries: Option<u32>,
     },
     /// DONE: the `meta.wait` state `id` of `recipe_version` is released.
     State {

@@ -126,29 +126,31 @@ fn a_hundred_agents_do_not_reconnect_in_one_burst() {
         hub.connected_count("fleet")
     );
 
+    let killed_at = std::time::SystemTime::now();
     hub.kill();
-    let restart_at = std::time::SystemTime::now();
     hub.restart();
     assert!(wait_until(Duration::from_secs(60), || hub.connected_count("fleet") == 100));
 
-    // When did each agent reconnect? Its log says so (the second "connected to the hub").
+    // When did each agent first try again after the hub went away? Its log says so: the first
+    // "connecting to the hub" line after the kill. (When the connection *succeeds* depends on when
+    // the restarted hub is ready, so the attempts are what shows a herd.)
     let mut times: Vec<f64> = agents
         .iter()
         .filter_map(|a| {
             let log = a.log_text();
-            let line = log.lines().filter(|l| l.contains("connected to the hub")).nth(1)?.to_string();
-            let stamp = line.split_whitespace().next()?;
-            let t = humantime_parse(stamp)?;
-            Some(t.duration_since(restart_at).map(|d| d.as_secs_f64()).unwrap_or(0.0))
+            log.lines().filter(|l| l.contains("connecting to the hub")).find_map(|line| {
+                let t = humantime_parse(line.split_whitespace().next()?)?;
+                t.duration_since(killed_at).ok().map(|d| d.as_secs_f64())
+            })
         })
         .collect();
     assert_eq!(times.len(), 100, "every agent reconnected");
     times.sort_by(f64::total_cmp);
     let spread = times[99] - times[0];
     let busiest = times.iter().map(|t| times.iter().filter(|u| **u >= *t && **u < t + 0.1).count()).max().unwrap_or(0);
-    eprintln!("reconnect spread {spread:.2}s, busiest 100 ms window {busiest} agents");
-    assert!(spread > 0.5, "reconnects spread over only {spread:.2}s");
-    assert!(busiest <= 30, "{busiest} agents reconnected within 100 ms");
+    eprintln!("first reconnection attempts spread over {spread:.2}s, busiest 100 ms window {busiest} agents");
+    assert!(spread > 0.5, "reconnection attempts spread over only {spread:.2}s");
+    assert!(busiest <= 30, "{busiest} agents tried to reconnect within 100 ms");
 }
 
 /// Parses tracing's default timestamp (`2026-11-25T16:20:01.123456Z`).

@@ -157,3 +157,22 @@ fn waits_are_released_by_hand_and_by_other_instances() {
     assert_ne!(state_status(&hub.instance_status("stack", "db"), "after"), "skipped");
     drop((db, web));
 }
+
+#[test]
+fn the_recipe_level_retry_count_reaches_the_agent() {
+    let dir = scratch();
+    let hub = Hub::start(dir.path());
+    hub.create_app("app");
+    let _agent = Agent::start(&dir.path().join("a"), &hub.add_instance("app", "a"), FAST_AGENT);
+    let file = recipe(
+        dir.path(),
+        "r.yaml",
+        "retries: 0\nstates:\n  - {id: boom, module: linux.cmd, parameter: {cmd: \"exit 7\"}}\n",
+    );
+    hub.push("app", &file);
+    assert!(wait_until(Duration::from_secs(20), || state_status(&hub.instance_status("app", "a"), "boom") == "failed"));
+    let logs = hub.json(&["logs", "app", "--instance", "a", "--limit", "5"]);
+    let first = logs["logs"].as_array().unwrap().iter().find(|l| l["id"] == "boom").unwrap().clone();
+    assert_eq!(first["attempt"], 1);
+    assert_eq!(first["will_retry"], false, "retries: 0 means no retry: {first}");
+}

@@ -60,6 +60,7 @@ impl Link {
                 () = tokio::time::sleep(delay) => {}
                 () = cancel.cancelled() => return,
             }
+            tracing::info!(hub = %self.config.hub_url, failures, "connecting to the hub");
             let welcomed = tokio::select! {
                 result = self.session() => match result {
                     Ok(()) => true,
@@ -190,8 +191,12 @@ impl Link {
                 self.outbox.ack(seq)?;
                 return Ok(());
             }
-            HubMessage::RecipeMetadata { recipe_version, state, .. } => {
-                Order::Recipe(serde_json::json!({ "recipe_version": recipe_version, "state": state }))
+            HubMessage::RecipeMetadata { recipe_version, state, retries, .. } => {
+                let mut recipe = serde_json::json!({ "recipe_version": recipe_version, "state": state });
+                if let Some(retries) = retries {
+                    recipe["retries"] = retries.into();
+                }
+                Order::Recipe(recipe)
             }
             HubMessage::State { recipe_version, id } => Order::Done { recipe_version, id },
             HubMessage::AgentUpdate { version, url, .. } => Order::Update { version, url },
