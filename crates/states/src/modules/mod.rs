@@ -2,6 +2,7 @@
 
 pub mod common_git;
 pub mod common_hg;
+pub mod common_pip_package;
 pub mod common_svn;
 pub mod common_timezone;
 pub mod linux_apt_package;
@@ -49,6 +50,7 @@ pub const SUPPORTED: &[&str] = &[
     "linux.supervisord",
     "linux.mount",
     "linux.mkfs",
+    "common.pip.package",
 ];
 
 /// A validated state module.
@@ -67,6 +69,7 @@ pub enum Module {
     Svn(common_svn::Svn),
     Mount(linux_mount::Mount),
     Mkfs(linux_mkfs::Mkfs),
+    PipPackage(common_pip_package::PipPackage),
     AptPackage(linux_apt_package::AptPackage),
     AptRepo(linux_apt_repo::AptRepo),
     AptPpa(linux_apt_ppa::AptPpa),
@@ -95,6 +98,9 @@ impl Module {
             "common.svn" => common_svn::Svn::from_params(state).map(|(m, w)| (Module::Svn(m), w)),
             "linux.mount" => linux_mount::Mount::from_params(state).map(|(m, w)| (Module::Mount(m), w)),
             "linux.mkfs" => linux_mkfs::Mkfs::from_params(state).map(|(m, w)| (Module::Mkfs(m), w)),
+            "common.pip.package" => {
+                common_pip_package::PipPackage::from_params(state).map(|(m, w)| (Module::PipPackage(m), w))
+            }
             "linux.apt.package" => {
                 linux_apt_package::AptPackage::from_params(state).map(|(m, w)| (Module::AptPackage(m), w))
             }
@@ -126,6 +132,7 @@ impl Module {
             Module::Svn(m) => m.check(ctx).await,
             Module::Mount(m) => m.check(ctx).await,
             Module::Mkfs(m) => m.check(ctx).await,
+            Module::PipPackage(m) => m.check(ctx).await,
             Module::AptPackage(m) => m.check(ctx).await,
             Module::AptRepo(m) => m.check(ctx),
             Module::AptPpa(m) => m.check(ctx),
@@ -154,6 +161,7 @@ impl Module {
             Module::Svn(m) => m.apply(ctx, plan).await,
             Module::Mount(m) => m.apply(ctx, plan).await,
             Module::Mkfs(m) => m.apply(ctx, plan).await,
+            Module::PipPackage(m) => m.apply(ctx, plan).await,
             Module::AptPackage(m) => m.apply(ctx, plan).await,
             Module::AptRepo(m) => m.apply(ctx, plan),
             Module::AptPpa(m) => m.apply(ctx, plan).await,
