@@ -1,5 +1,6 @@
 //! The modules, one file each, and [`Module`], the closed set that dispatches to them.
 
+pub mod common_archive;
 pub mod common_git;
 pub mod common_hg;
 pub mod common_pip_package;
@@ -51,6 +52,7 @@ pub const SUPPORTED: &[&str] = &[
     "linux.mount",
     "linux.mkfs",
     "common.pip.package",
+    "common.archive",
 ];
 
 /// A validated state module.
@@ -70,6 +72,7 @@ pub enum Module {
     Mount(linux_mount::Mount),
     Mkfs(linux_mkfs::Mkfs),
     PipPackage(common_pip_package::PipPackage),
+    Archive(common_archive::Archive),
     AptPackage(linux_apt_package::AptPackage),
     AptRepo(linux_apt_repo::AptRepo),
     AptPpa(linux_apt_ppa::AptPpa),
@@ -101,6 +104,7 @@ impl Module {
             "common.pip.package" => {
                 common_pip_package::PipPackage::from_params(state).map(|(m, w)| (Module::PipPackage(m), w))
             }
+            "common.archive" => common_archive::Archive::from_params(state).map(|(m, w)| (Module::Archive(m), w)),
             "linux.apt.package" => {
                 linux_apt_package::AptPackage::from_params(state).map(|(m, w)| (Module::AptPackage(m), w))
             }
@@ -133,6 +137,7 @@ impl Module {
             Module::Mount(m) => m.check(ctx).await,
             Module::Mkfs(m) => m.check(ctx).await,
             Module::PipPackage(m) => m.check(ctx).await,
+            Module::Archive(m) => m.check(ctx).await,
             Module::AptPackage(m) => m.check(ctx).await,
             Module::AptRepo(m) => m.check(ctx),
             Module::AptPpa(m) => m.check(ctx),
@@ -162,6 +167,7 @@ impl Module {
             Module::Mount(m) => m.apply(ctx, plan).await,
             Module::Mkfs(m) => m.apply(ctx, plan).await,
             Module::PipPackage(m) => m.apply(ctx, plan).await,
+            Module::Archive(m) => m.apply(ctx, plan).await,
             Module::AptPackage(m) => m.apply(ctx, plan).await,
             Module::AptRepo(m) => m.apply(ctx, plan),
             Module::AptPpa(m) => m.apply(ctx, plan).await,
