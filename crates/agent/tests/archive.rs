@@ -216,3 +216,24 @@ fn bad_parameters_are_clear() {
         assert!(stderr.contains(expected), "missing {expected:?} in:\n{stderr}");
     }
 }
+
+#[test]
+fn a_missing_tool_is_named() {
+    let s = Scratch::new();
+    let archive = build(&s, "app.tar.gz", &[("f", "x\n")]);
+    let empty = s.path("empty-path");
+    std::fs::create_dir(&empty).unwrap();
+    let r = recipe(&s, "r.yaml", &archive, "@/out", "");
+    let out = Command::new(common::bin())
+        .arg("apply")
+        .arg(&r)
+        .args(["--json", "--retries", "0", "--state-dir"])
+        .arg(s.path("state"))
+        .env("PATH", &empty)
+        .output()
+        .unwrap();
+    let run = Run::from(out);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(comment(&run).contains("`tar` is not installed on this machine"), "{}", comment(&run));
+    assert!(!s.path("out").exists());
+}

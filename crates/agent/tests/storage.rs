@@ -380,3 +380,24 @@ fn bad_parameters_are_clear() {
         assert!(stderr.contains(expected), "missing {expected:?} in:\n{stderr}");
     }
 }
+
+#[test]
+fn bind_mounts_are_recognised_by_the_directory_they_show() {
+    let _lock = lock();
+    let s = Scratch::new();
+    if !can_mount(&s) {
+        return;
+    }
+    let (src, mnt) = (s.path("src"), s.path("bind"));
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("marker"), "here\n").unwrap();
+    let _mounts = Mounts(vec![mnt.clone()]);
+    let recipe = s.recipe(
+        "r.yaml",
+        "states:\n  - {id: b, module: linux.mount, parameter: {path: \"@/bind\", device: \"@/src\", filesystem: none, opts: bind}}\n",
+    );
+    let made = predicted_then_applied(&s, &recipe, &mnt);
+    assert_eq!(made.len(), 2, "{made:?}");
+    assert_eq!(std::fs::read_to_string(mnt.join("marker")).unwrap(), "here\n");
+    assert_eq!(s.apply(&recipe, &["--json"]).statuses(), ["b=ok"]);
+}
