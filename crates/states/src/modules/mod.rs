@@ -6,6 +6,7 @@ pub mod common_hg;
 pub mod common_pip_package;
 pub mod common_svn;
 pub mod common_timezone;
+pub mod common_virtualenv;
 pub mod linux_apt_package;
 pub mod linux_apt_ppa;
 pub mod linux_apt_repo;
@@ -53,6 +54,7 @@ pub const SUPPORTED: &[&str] = &[
     "linux.mkfs",
     "common.pip.package",
     "common.archive",
+    "common.virtualenv",
 ];
 
 /// A validated state module.
@@ -73,6 +75,7 @@ pub enum Module {
     Mkfs(linux_mkfs::Mkfs),
     PipPackage(common_pip_package::PipPackage),
     Archive(common_archive::Archive),
+    Virtualenv(common_virtualenv::Virtualenv),
     AptPackage(linux_apt_package::AptPackage),
     AptRepo(linux_apt_repo::AptRepo),
     AptPpa(linux_apt_ppa::AptPpa),
@@ -105,6 +108,9 @@ impl Module {
                 common_pip_package::PipPackage::from_params(state).map(|(m, w)| (Module::PipPackage(m), w))
             }
             "common.archive" => common_archive::Archive::from_params(state).map(|(m, w)| (Module::Archive(m), w)),
+            "common.virtualenv" => {
+                common_virtualenv::Virtualenv::from_params(state).map(|(m, w)| (Module::Virtualenv(m), w))
+            }
             "linux.apt.package" => {
                 linux_apt_package::AptPackage::from_params(state).map(|(m, w)| (Module::AptPackage(m), w))
             }
@@ -138,6 +144,7 @@ impl Module {
             Module::Mkfs(m) => m.check(ctx).await,
             Module::PipPackage(m) => m.check(ctx).await,
             Module::Archive(m) => m.check(ctx).await,
+            Module::Virtualenv(m) => m.check(ctx).await,
             Module::AptPackage(m) => m.check(ctx).await,
             Module::AptRepo(m) => m.check(ctx),
             Module::AptPpa(m) => m.check(ctx),
@@ -168,6 +175,7 @@ impl Module {
             Module::Mkfs(m) => m.apply(ctx, plan).await,
             Module::PipPackage(m) => m.apply(ctx, plan).await,
             Module::Archive(m) => m.apply(ctx, plan).await,
+            Module::Virtualenv(m) => m.apply(ctx, plan).await,
             Module::AptPackage(m) => m.apply(ctx, plan).await,
             Module::AptRepo(m) => m.apply(ctx, plan),
             Module::AptPpa(m) => m.apply(ctx, plan).await,
