@@ -3,6 +3,7 @@
 pub mod common_archive;
 pub mod common_git;
 pub mod common_hg;
+pub mod common_npm_package;
 pub mod common_pip_package;
 pub mod common_svn;
 pub mod common_timezone;
@@ -55,6 +56,7 @@ pub const SUPPORTED: &[&str] = &[
     "common.pip.package",
     "common.archive",
     "common.virtualenv",
+    "common.npm.package",
 ];
 
 /// A validated state module.
@@ -76,6 +78,7 @@ pub enum Module {
     PipPackage(common_pip_package::PipPackage),
     Archive(common_archive::Archive),
     Virtualenv(common_virtualenv::Virtualenv),
+    NpmPackage(common_npm_package::NpmPackage),
     AptPackage(linux_apt_package::AptPackage),
     AptRepo(linux_apt_repo::AptRepo),
     AptPpa(linux_apt_ppa::AptPpa),
@@ -111,6 +114,9 @@ impl Module {
             "common.virtualenv" => {
                 common_virtualenv::Virtualenv::from_params(state).map(|(m, w)| (Module::Virtualenv(m), w))
             }
+            "common.npm.package" => {
+                common_npm_package::NpmPackage::from_params(state).map(|(m, w)| (Module::NpmPackage(m), w))
+            }
             "linux.apt.package" => {
                 linux_apt_package::AptPackage::from_params(state).map(|(m, w)| (Module::AptPackage(m), w))
             }
@@ -145,6 +151,7 @@ impl Module {
             Module::PipPackage(m) => m.check(ctx).await,
             Module::Archive(m) => m.check(ctx).await,
             Module::Virtualenv(m) => m.check(ctx).await,
+            Module::NpmPackage(m) => m.check(ctx).await,
             Module::AptPackage(m) => m.check(ctx).await,
             Module::AptRepo(m) => m.check(ctx),
             Module::AptPpa(m) => m.check(ctx),
@@ -176,6 +183,7 @@ impl Module {
             Module::PipPackage(m) => m.apply(ctx, plan).await,
             Module::Archive(m) => m.apply(ctx, plan).await,
             Module::Virtualenv(m) => m.apply(ctx, plan).await,
+            Module::NpmPackage(m) => m.apply(ctx, plan).await,
             Module::AptPackage(m) => m.apply(ctx, plan).await,
             Module::AptRepo(m) => m.apply(ctx, plan),
             Module::AptPpa(m) => m.apply(ctx, plan).await,
