@@ -1,6 +1,7 @@
 //! The modules, one file each, and [`Module`], the closed set that dispatches to them.
 
 pub mod common_archive;
+pub mod common_gem_package;
 pub mod common_git;
 pub mod common_hg;
 pub mod common_npm_package;
@@ -57,6 +58,7 @@ pub const SUPPORTED: &[&str] = &[
     "common.archive",
     "common.virtualenv",
     "common.npm.package",
+    "common.gem.package",
 ];
 
 /// A validated state module.
@@ -79,6 +81,7 @@ pub enum Module {
     Archive(common_archive::Archive),
     Virtualenv(common_virtualenv::Virtualenv),
     NpmPackage(common_npm_package::NpmPackage),
+    GemPackage(common_gem_package::GemPackage),
     AptPackage(linux_apt_package::AptPackage),
     AptRepo(linux_apt_repo::AptRepo),
     AptPpa(linux_apt_ppa::AptPpa),
@@ -117,6 +120,9 @@ impl Module {
             "common.npm.package" => {
                 common_npm_package::NpmPackage::from_params(state).map(|(m, w)| (Module::NpmPackage(m), w))
             }
+            "common.gem.package" => {
+                common_gem_package::GemPackage::from_params(state).map(|(m, w)| (Module::GemPackage(m), w))
+            }
             "linux.apt.package" => {
                 linux_apt_package::AptPackage::from_params(state).map(|(m, w)| (Module::AptPackage(m), w))
             }
@@ -152,6 +158,7 @@ impl Module {
             Module::Archive(m) => m.check(ctx).await,
             Module::Virtualenv(m) => m.check(ctx).await,
             Module::NpmPackage(m) => m.check(ctx).await,
+            Module::GemPackage(m) => m.check(ctx).await,
             Module::AptPackage(m) => m.check(ctx).await,
             Module::AptRepo(m) => m.check(ctx),
             Module::AptPpa(m) => m.check(ctx),
@@ -184,6 +191,7 @@ impl Module {
             Module::Archive(m) => m.apply(ctx, plan).await,
             Module::Virtualenv(m) => m.apply(ctx, plan).await,
             Module::NpmPackage(m) => m.apply(ctx, plan).await,
+            Module::GemPackage(m) => m.apply(ctx, plan).await,
             Module::AptPackage(m) => m.apply(ctx, plan).await,
             Module::AptRepo(m) => m.apply(ctx, plan),
             Module::AptPpa(m) => m.apply(ctx, plan).await,
