@@ -363,9 +363,9 @@ impl PipPackage {
         let args = ["list".to_string(), "--format=json".into()];
         let output = self.pip(ctx, &args).await?;
         let parsed: serde_json::Value =
-            serde_json::from_slice(&output.stdout.bytes).map_err(|e| StateError::Package {
-                package: "(all)".into(),
-                problem: format!("cannot be listed: `pip list` printed no JSON ({e})"),
+            serde_json::from_slice(&output.stdout.bytes).map_err(|e| StateError::Conflict {
+                path: self.pip_program(),
+                problem: format!("printed no JSON for `pip list --format=json` ({e}); pip 9 or newer is needed"),
             })?;
         let mut out = HashMap::new();
         for item in parsed.as_array().into_iter().flatten() {
@@ -446,6 +446,14 @@ impl PipPackage {
             vec!["--break-system-packages".into()]
         } else {
             Vec::new()
+        }
+    }
+
+    /// The pip this state runs, for messages.
+    fn pip_program(&self) -> PathBuf {
+        match &self.virtualenv {
+            Some(venv) => venv.join("bin/pip"),
+            None => PathBuf::from("python3 -m pip"),
         }
     }
 
