@@ -81,11 +81,22 @@ pub struct Tail {
 impl Tail {
     fn push(&mut self, chunk: &[u8], max: usize) {
         self.bytes.extend_from_slice(chunk);
+        *self = std::mem::take(self).capped(max);
+    }
+
+    /// A tail of `bytes`: their last `max` bytes, the rest counted as dropped.
+    pub fn from_bytes(bytes: Vec<u8>, max: usize) -> Tail {
+        Tail { bytes, dropped: 0 }.capped(max)
+    }
+
+    /// This tail cut to its last `max` bytes; what is cut counts as dropped, with what already was.
+    pub fn capped(mut self, max: usize) -> Tail {
         if self.bytes.len() > max {
             let cut = self.bytes.len() - max;
             self.bytes.drain(..cut);
             self.dropped += cut as u64;
         }
+        self
     }
 
     /// The tail as text (lossy), with a note when the start was dropped.

@@ -202,8 +202,8 @@ impl GemPackage {
         let max = ctx.round.max_output_bytes;
         Ok(Outcome {
             changes: ops.iter().map(Op::change).collect(),
-            stdout: Some(tail_of(stdout, max)),
-            stderr: Some(tail_of(stderr, max)),
+            stdout: Some(Tail::from_bytes(stdout, max)),
+            stderr: Some(Tail::from_bytes(stderr, max)),
             ..Outcome::default()
         })
     }
@@ -321,8 +321,8 @@ async fn gem(ctx: &Ctx, args: Vec<String>) -> Result<Output, StateError> {
             let max = ctx.round.max_output_bytes;
             Err(StateError::Command {
                 termination,
-                stdout: tail_of(output.stdout.bytes, max),
-                stderr: tail_of(output.stderr.bytes, max),
+                stdout: output.stdout.capped(max),
+                stderr: output.stderr.capped(max),
             })
         }
     }
@@ -432,12 +432,6 @@ fn compare_versions(a: &str, b: &str) -> Ordering {
         }
     }
     Ordering::Equal
-}
-
-fn tail_of(mut bytes: Vec<u8>, max: usize) -> Tail {
-    let dropped = bytes.len().saturating_sub(max);
-    bytes.drain(..dropped);
-    Tail { bytes, dropped: dropped as u64 }
 }
 
 #[cfg(test)]

@@ -203,8 +203,8 @@ impl NpmPackage {
         let max = ctx.round.max_output_bytes;
         Ok(Outcome {
             changes: ops.iter().map(Op::change).collect(),
-            stdout: Some(tail_of(stdout, max)),
-            stderr: Some(tail_of(stderr, max)),
+            stdout: Some(Tail::from_bytes(stdout, max)),
+            stderr: Some(Tail::from_bytes(stderr, max)),
             ..Outcome::default()
         })
     }
@@ -289,9 +289,9 @@ impl NpmPackage {
         let parsed: serde_json::Value =
             serde_json::from_slice(&output.stdout.bytes).map_err(|e| StateError::Command {
                 termination: output.termination,
-                stdout: cap(output.stdout.clone(), ctx.round.max_output_bytes),
-                stderr: cap(
-                    Tail { bytes: format!("`npm ls --json` printed no JSON: {e}").into_bytes(), dropped: 0 },
+                stdout: output.stdout.clone().capped(ctx.round.max_output_bytes),
+                stderr: Tail::from_bytes(
+                    format!("`npm ls --json` printed no JSON: {e}").into_bytes(),
                     ctx.round.max_output_bytes,
                 ),
             })?;
@@ -393,8 +393,8 @@ async fn run_query(ctx: &Ctx, spec: &Spec, ok: &[i32], hint: &str) -> Result<Out
         Termination::Cancelled => Err(StateError::Cancelled),
         termination => Err(StateError::Command {
             termination,
-            stdout: cap(output.stdout, QUERY_OUTPUT_BYTES),
-            stderr: cap(output.stderr, ctx.round.max_output_bytes),
+            stdout: output.stdout.capped(QUERY_OUTPUT_BYTES),
+            stderr: output.stderr.capped(ctx.round.max_output_bytes),
         }),
     }
 }
@@ -525,19 +525,6 @@ fn compare_versions(a: &str, b: &str) -> Ordering {
         (Some(_), None) => Ordering::Less,
         (Some(x), Some(y)) => x.cmp(&y),
     })
-}
-
-fn cap(mut tail: Tail, max: usize) -> Tail {
-    if tail.bytes.len() > max {
-        let cut = tail.bytes.len() - max;
-        tail.bytes.drain(..cut);
-        tail.dropped += cut as u64;
-    }
-    tail
-}
-
-fn tail_of(bytes: Vec<u8>, max: usize) -> Tail {
-    cap(Tail { bytes, dropped: 0 }, max)
 }
 
 #[cfg(test)]

@@ -259,8 +259,8 @@ impl PipPackage {
         let max = ctx.round.max_output_bytes;
         Ok(Outcome {
             changes: ops.iter().map(Op::change).collect(),
-            stdout: Some(tail_of(stdout, max)),
-            stderr: Some(tail_of(stderr, max)),
+            stdout: Some(Tail::from_bytes(stdout, max)),
+            stderr: Some(Tail::from_bytes(stderr, max)),
             ..Outcome::default()
         })
     }
@@ -510,8 +510,8 @@ impl PipPackage {
                 let max = ctx.round.max_output_bytes;
                 Err(StateError::Command {
                     termination,
-                    stdout: tail_of(output.stdout.bytes, max),
-                    stderr: tail_of(output.stderr.bytes, max),
+                    stdout: output.stdout.capped(max),
+                    stderr: output.stderr.capped(max),
                 })
             }
         }
@@ -616,12 +616,6 @@ fn compare_versions(a: &str, b: &str) -> Ordering {
         }
     }
     Ordering::Equal
-}
-
-fn tail_of(mut bytes: Vec<u8>, max: usize) -> Tail {
-    let dropped = bytes.len().saturating_sub(max);
-    bytes.drain(..dropped);
-    Tail { bytes, dropped: dropped as u64 }
 }
 
 #[cfg(test)]

@@ -184,8 +184,8 @@ impl Virtualenv {
         let max = ctx.round.max_output_bytes;
         Ok(Outcome {
             changes,
-            stdout: Some(tail_of(stdout, max)),
-            stderr: Some(tail_of(stderr, max)),
+            stdout: Some(Tail::from_bytes(stdout, max)),
+            stderr: Some(Tail::from_bytes(stderr, max)),
             ..Outcome::default()
         })
     }
@@ -340,12 +340,6 @@ fn site_packages_of(cfg: &str) -> bool {
         l.split_once('=')
             .is_some_and(|(k, v)| k.trim() == "include-system-site-packages" && v.trim().eq_ignore_ascii_case("true"))
     })
-}
-
-fn tail_of(mut bytes: Vec<u8>, max: usize) -> Tail {
-    let dropped = bytes.len().saturating_sub(max);
-    bytes.drain(..dropped);
-    Tail { bytes, dropped: dropped as u64 }
 }
 
 #[cfg(test)]

@@ -269,8 +269,8 @@ impl AptPackage {
         let max = ctx.round.max_output_bytes;
         Ok(Outcome {
             changes: ops.iter().map(Op::change).collect(),
-            stdout: Some(tail_of(stdout, max)),
-            stderr: Some(tail_of(stderr, max)),
+            stdout: Some(Tail::from_bytes(stdout, max)),
+            stderr: Some(Tail::from_bytes(stderr, max)),
             ..Outcome::default()
         })
     }
@@ -520,12 +520,6 @@ fn is_version(value: &str) -> bool {
 
 fn base_name(name: &str) -> &str {
     name.split_once(':').map(|(base, _)| base).unwrap_or(name)
-}
-
-fn tail_of(mut bytes: Vec<u8>, max: usize) -> Tail {
-    let dropped = bytes.len().saturating_sub(max);
-    bytes.drain(..dropped);
-    Tail { bytes, dropped: dropped as u64 }
 }
 
 #[cfg(test)]

@@ -348,20 +348,10 @@ async fn query(ctx: &Ctx, program: &str, args: Vec<String>, ok: &[i32]) -> Resul
         Termination::Cancelled => Err(StateError::Cancelled),
         termination => Err(StateError::Command {
             termination,
-            stdout: cap(output.stdout, ctx.round.max_output_bytes),
-            stderr: cap(output.stderr, ctx.round.max_output_bytes),
+            stdout: output.stdout.capped(ctx.round.max_output_bytes),
+            stderr: output.stderr.capped(ctx.round.max_output_bytes),
         }),
     }
-}
-
-/// Keeps the last `max` bytes of a tail (for reports).
-fn cap(mut tail: Tail, max: usize) -> Tail {
-    if tail.bytes.len() > max {
-        let cut = tail.bytes.len() - max;
-        tail.bytes.drain(..cut);
-        tail.dropped += cut as u64;
-    }
-    tail
 }
 
 /// Turns a failed apt-get into a clear error where apt said why.
