@@ -1,5 +1,5 @@
 //! The operator's JSON API under `/api/v1` (every route needs `Authorization: Bearer <token>`):
-//! apps, instances, recipe pushes, manual wait releases, status and logs.
+//! apps, instances, recipe pushes, manual wait releases, status and logs, releases and upgrades.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,8 +18,9 @@ use serde_json::{json, Value};
 use crate::auth::random_hex;
 use crate::error::ApiError;
 use crate::recipe;
+use crate::releases;
 use crate::shared::Shared;
-use crate::store::LogQuery;
+use crate::store::{LogQuery, Target};
 use crate::waits;
 
 type ApiResult = Result<Response, ApiError>;
@@ -35,6 +36,9 @@ pub fn router(shared: Arc<Shared>) -> Router<Arc<Shared>> {
         .route("/apps/{app}/instances/{instance}/seqs", get(seqs))
         .route("/apps/{app}/status", get(status))
         .route("/apps/{app}/logs", get(logs))
+        .route("/apps/{app}/upgrade", post(upgrade))
+        .route("/apps/{app}/install", get(install_info))
+        .route("/releases", get(list_releases))
         .fallback(|| async { ApiError::not_found("no such API route") })
         .layer(DefaultBodyLimit::max(opsagent_proto::MAX_HUB_FRAME))
         .layer(middleware::from_fn_with_state(shared, require_token))
@@ -221,12 +225,17 @@ async fn status(State(shared): State<Arc<Shared>>, Path(app): Path<String>) -> A
             "round_result": i.round_result,
             "last_seen": i.last_seen,
             "last_seq": i.last_seq,
+            "upgrade": i.upgrade.map(|u| json!({
+                "version": u.version, "from": u.from, "phase": u.phase, "reason": u.reason, "at": u.at,
+            })),
             "states": states,
         }));
     }
+    let target = shared.store.target(&app).await?;
     let body = json!({
         "app_id": app,
         "recipe_version": recipe.map(|r| r.version),
+        "target_version": target.map(|t| t.version),
         "instances": instances,
     });
     Ok(Json(body).into_response())
@@ -276,6 +285,91 @@ async fn seqs(State(shared): State<Arc<Shared>>, Path((app, instance)): Path<(St
     }
     let seqs = shared.store.seqs(&app, &instance).await?;
     Ok(Json(json!({ "app_id": app, "instance_id": instance, "seqs": seqs })).into_response())
+}
+
+#[derive(Deserialize)]
+struct Upgrade {
+    version: String,
+    #[serde(default)]
+    allow_downgrade: bool,
+}
+
+/// `POST /apps/{app}/upgrade`: sets the agent version of the app's instances and orders the connected
+/// ones that run another version to upgrade (the others get the order at their next handshake).
+async fn upgrade(
+    State(shared): State<Arc<Shared>>,
+    Path(app): Path<String>,
+    body: Result<Json<Upgrade>, JsonRejection>,
+) -> ApiResult {
+    let Json(Upgrade { version, allow_downgrade }) = body.map_err(bad_json)?;
+    require_app(&shared, &app).await?;
+    releases::check_version(&version).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if releases::manifest_of(&shared.data_dir, &version)?.is_none() {
+        return Err(ApiError::not_found(format!("there is no release {version} on this hub"))
+            .hint("add it with `opsagent-hub release add --version V --binary PATH --signing-key KEY`"));
+    }
+    let target = Target { version: version.clone(), allow_downgrade };
+    shared.store.set_target(&app, Some(&target)).await?;
+    let sent_to = releases::send_updates(&shared, &app).await?;
+    tracing::info!(app_id = %app, version = %version, allow_downgrade, sent_to, "agent upgrade ordered");
+    Ok(Json(json!({ "app_id": app, "version": version, "allow_downgrade": allow_downgrade, "sent_to": sent_to }))
+        .into_response())
+}
+
+#[derive(Deserialize)]
+struct InstallParams {
+    version: Option<String>,
+}
+
+/// `GET /apps/{app}/install[?version=V]`: what the userdata script installs — the agents' URL, and
+/// the release (the app's target version, else the newest) with where to download it.
+async fn install_info(
+    State(shared): State<Arc<Shared>>,
+    Path(app): Path<String>,
+    headers: HeaderMap,
+    params: Result<Query<InstallParams>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    let Query(params) = params.map_err(|e| ApiError::bad_request(format!("bad query: {}", e.body_text())))?;
+    require_app(&shared, &app).await?;
+    let version = match params.version {
+        Some(v) => Some(v),
+        None => match shared.store.target(&app).await? {
+            Some(target) => Some(target.version),
+            None => releases::list(&shared.data_dir)?.pop().map(|m| m.version),
+        },
+    };
+    let Some(version) = version else {
+        return Err(ApiError::not_found("this hub has no agent release yet")
+            .hint("add one with `opsagent-hub release add --version V --binary PATH --signing-key KEY`"));
+    };
+    releases::check_version(&version).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let Some(manifest) = releases::manifest_of(&shared.data_dir, &version)? else {
+        return Err(ApiError::not_found(format!("there is no release {version} on this hub")));
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| h.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c)));
+    let agent_url = shared.agent_url(host);
+    let base = agent_url.replacen("wss://", "https://", 1).replacen("ws://", "http://", 1);
+    let base = base.trim_end_matches('/').trim_end_matches("/agent");
+    let body = json!({
+        "app_id": app,
+        "agent_url": agent_url,
+        "version": manifest.version,
+        "sha256": manifest.sha256,
+        "size": manifest.size,
+        "public_key": manifest.public_key,
+        "binary_url": format!("{base}/releases/{}/opsagent", manifest.version),
+    });
+    Ok(Json(body).into_response())
+}
+
+async fn list_releases(State(shared): State<Arc<Shared>>) -> ApiResult {
+    let list = releases::list(&shared.data_dir)?;
+    let list: Vec<Value> =
+        list.into_iter().map(|m| json!({ "version": m.version, "sha256": m.sha256, "size": m.size })).collect();
+    Ok(Json(json!({ "releases": list })).into_response())
 }
 
 async fn require_app(shared: &Shared, app: &str) -> Result<(), ApiError> {

@@ -1,5 +1,6 @@
 //! The `opsagent-hub` command line: `serve`, and the operator commands that talk to a hub's API
-//! (`app`, `instance`, `recipe`, `done`, `status`, `logs`). Results go to stdout (the API's JSON
+//! (`app`, `instance`, `recipe`, `done`, `status`, `logs`, `upgrade`); `keygen` and `release` work on
+//! the local files (a key directory, the hub's data directory). Results go to stdout (the API's JSON
 //! with `--json`); errors, hints and recipe diagnostics to stderr.
 
 use std::fmt::Write;
@@ -60,6 +61,37 @@ pub enum Command {
     },
     /// Show an app's instances and the latest result of every state.
     Status { app: String },
+    /// Make the ed25519 key pair that signs agent releases (`release.key`, mode 0600, and `release.pub`).
+    Keygen {
+        /// The directory to write the two files into.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Add (sign and store) and list agent releases in the hub's `--data-dir`.
+    #[command(subcommand)]
+    Release(ReleaseCommand),
+    /// Set the agent version of an app's instances: connected agents upgrade at their round's end.
+    Upgrade {
+        app: String,
+        /// A version added with `release add`.
+        #[arg(long)]
+        version: String,
+        /// Allow installing a version older than the one an agent runs.
+        #[arg(long)]
+        allow_downgrade: bool,
+    },
+    /// Print the POSIX sh script (cloud-init userdata) that installs and starts the agent on an instance.
+    Userdata {
+        #[arg(long)]
+        app: String,
+        /// Create this instance now and put its identity in the script (else the script takes
+        /// `INSTANCE_ID SECRET` as arguments).
+        #[arg(long)]
+        instance: Option<String>,
+        /// The agent version to install (default: the app's target version, else the newest release).
+        #[arg(long)]
+        version: Option<String>,
+    },
     /// Show recent state logs, newest last.
     Logs {
         app: String,
@@ -112,6 +144,23 @@ pub enum InstanceCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum ReleaseCommand {
+    /// Store an agent binary as release VERSION in `<data-dir>/releases/`, with a signed manifest.
+    Add {
+        #[arg(long)]
+        version: String,
+        /// The agent binary.
+        #[arg(long, value_name = "PATH")]
+        binary: PathBuf,
+        /// The private key made by `keygen` (`release.key`).
+        #[arg(long, value_name = "KEY")]
+        signing_key: PathBuf,
+    },
+    /// List the releases in `<data-dir>/releases/`.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum RecipeCommand {
     /// Validate a recipe file locally, then push it as the app's next version.
     Push { app: String, file: PathBuf },
@@ -143,6 +192,7 @@ async fn operator(cli: &Cli) -> Result<(), Failure> {
     // Recipe files are checked before anything else: a bad file needs no hub.
     let wire = match &cli.command {
         Command::Recipe(RecipeCommand::Push { file, .. }) => Some(wire_form(file)?),
+        Command::Keygen { .. } | Command::Release(_) => return local(cli),
         _ => None,
     };
     let client = Client::new(&cli.hub, token(cli)?, cli.ca_cert.as_deref())
@@ -155,8 +205,46 @@ async fn operator(cli: &Cli) -> Result<(), Failure> {
         }
     };
     match &cli.command {
-        Command::Serve(_) | Command::Quickstart(_) => {
-            unreachable!("`serve` and `quickstart` are not operator commands")
+        Command::Serve(_) | Command::Quickstart(_) | Command::Keygen { .. } | Command::Release(_) => {
+            unreachable!("`serve`, `quickstart`, `keygen` and `release` do not talk to a hub")
+        }
+        Command::Userdata { app, instance, version } => {
+            let mut path = format!("/apps/{}/install", segment(app));
+            if let Some(v) = version {
+                path.push_str(&format!("?version={}", segment(v)));
+            }
+            let info = client.get(&path).await?;
+            let identity = match instance {
+                Some(instance) => {
+                    let path = format!("/apps/{}/instances", segment(app));
+                    let answer = client.post(&path, &json!({ "id": instance })).await?;
+                    eprintln!(
+                        "added instance `{instance}` to app `{app}`; its secret is in the script (keep it private)"
+                    );
+                    Some((instance.clone(), text(&answer["secret"])))
+                }
+                None => None,
+            };
+            let script = crate::userdata::render(&crate::userdata::Userdata {
+                agent_url: text(&info["agent_url"]),
+                app: app.clone(),
+                instance: identity,
+                version: text(&info["version"]),
+                sha256: text(&info["sha256"]),
+                binary_url: text(&info["binary_url"]),
+                public_key: text(&info["public_key"]),
+            });
+            print!("{script}");
+        }
+        Command::Upgrade { app, version, allow_downgrade } => {
+            let path = format!("/apps/{}/upgrade", segment(app));
+            let answer = client.post(&path, &json!({ "version": version, "allow_downgrade": allow_downgrade })).await?;
+            out(&answer, &|v| {
+                format!(
+                    "app `{app}` now runs agent {version}: sent to {} connected agent(s) on another version; the others upgrade when they connect\n",
+                    v["sent_to"]
+                )
+            });
         }
         Command::App(AppCommand::Create { app }) => {
             let answer = client.post("/apps", &json!({ "id": app })).await?;
@@ -246,6 +334,45 @@ async fn operator(cli: &Cli) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The commands on local files: `keygen`, `release add`, `release list`.
+fn local(cli: &Cli) -> Result<(), Failure> {
+    let env = |e: anyhow::Error| Failure::new(Exit::Environment, format!("{e:#}"));
+    match &cli.command {
+        Command::Keygen { out } => {
+            let public = crate::releases::keygen(out).map_err(env)?;
+            eprintln!(
+                "wrote {} (keep it secret, off the hub if you can) and {}",
+                out.join(crate::releases::PRIVATE_KEY_FILE).display(),
+                out.join(crate::releases::PUBLIC_KEY_FILE).display()
+            );
+            println!("{public}");
+        }
+        Command::Release(ReleaseCommand::Add { version, binary, signing_key }) => {
+            crate::releases::check_version(version).map_err(|e| Failure::new(Exit::Invalid, format!("{e:#}")))?;
+            let key = crate::releases::read_signing_key(signing_key)
+                .map_err(|e| Failure::new(Exit::Invalid, format!("{e:#}")))?;
+            let manifest = crate::releases::add(&cli.data_dir, version, binary, &key).map_err(env)?;
+            if cli.json {
+                println!("{}", pretty(&serde_json::to_value(&manifest).unwrap_or_default()));
+            } else {
+                println!("added release {} (sha256 {}, {} bytes)", manifest.version, manifest.sha256, manifest.size);
+            }
+        }
+        Command::Release(ReleaseCommand::List) => {
+            let list = crate::releases::list(&cli.data_dir).map_err(env)?;
+            if cli.json {
+                println!("{}", pretty(&serde_json::to_value(&list).unwrap_or_default()));
+            } else {
+                for m in list {
+                    println!("{}\t{}\t{} bytes", m.version, m.sha256, m.size);
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 /// The operator token: `--token`/`OPSAGENT_HUB_TOKEN`, else `<data-dir>/api-token`.
 fn token(cli: &Cli) -> Result<Secret, Failure> {
     if let Some(token) = cli.token.as_deref().filter(|t| !t.trim().is_empty()) {
@@ -287,25 +414,45 @@ fn status_table(v: &Value) -> String {
         Value::Null => "none".to_string(),
         n => n.to_string(),
     };
-    let _ = writeln!(s, "app {}: recipe version {version}\n", text(&v["app_id"]));
+    let target = match &v["target_version"] {
+        Value::Null => String::new(),
+        t => format!(", agent version {}", text(t)),
+    };
+    let _ = writeln!(s, "app {}: recipe version {version}{target}\n", text(&v["app_id"]));
     let instances = v["instances"].as_array().cloned().unwrap_or_default();
     let width = instances.iter().map(|i| text(&i["instance_id"]).len()).max().unwrap_or(0).max(8);
     let _ = writeln!(
         s,
-        "{:<width$}  {:<9}  {:<6}  {:<5}  {:<11}  LAST SEEN",
-        "INSTANCE", "CONNECTED", "RECIPE", "ROUND", "RESULT"
+        "{:<width$}  {:<9}  {:<6}  {:<5}  {:<11}  {:<10}  LAST SEEN",
+        "INSTANCE", "CONNECTED", "RECIPE", "ROUND", "RESULT", "AGENT"
     );
     for i in &instances {
         let _ = writeln!(
             s,
-            "{:<width$}  {:<9}  {:<6}  {:<5}  {:<11}  {}",
+            "{:<width$}  {:<9}  {:<6}  {:<5}  {:<11}  {:<10}  {}",
             text(&i["instance_id"]),
             if i["connected"] == true { "yes" } else { "no" },
             or_dash(&i["recipe_version"]),
             or_dash(&i["round"]),
             or_dash(&i["round_result"]),
+            or_dash(&i["agent_version"]),
             or_dash(&i["last_seen"]),
         );
+    }
+    for i in &instances {
+        let u = &i["upgrade"];
+        if u.is_object() {
+            let reason = u["reason"].as_str().map(|r| format!(": {r}")).unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "{}: upgrade {} → {}: {}{reason} ({})",
+                text(&i["instance_id"]),
+                or_dash(&u["from"]),
+                text(&u["version"]),
+                text(&u["phase"]),
+                text(&u["at"])
+            );
+        }
     }
     for i in &instances {
         let states = i["states"].as_array().cloned().unwrap_or_default();

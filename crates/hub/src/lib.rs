@@ -3,7 +3,8 @@
 //!
 //! It stores apps, instances, recipe versions, every state's latest status and a bounded
 //! history of reports (`store`, SQLite today); pushes recipes and DONEs to connected agents
-//! (`registry`, `ws`); releases `meta.wait` states (`waits`). It validates recipes with the
+//! (`registry`, `ws`); releases `meta.wait` states (`waits`); serves signed agent releases and
+//! orders agents to upgrade to their app's target version (`releases`). It validates recipes with the
 //! modules' `from_params` only: it never checks or applies a state.
 //!
 //! Start reading at [`serve`] (`server.rs`), then `ws.rs` and `api.rs`.
@@ -18,10 +19,12 @@ pub mod metrics;
 pub mod quickstart;
 pub mod recipe;
 pub mod registry;
+pub mod releases;
 pub mod server;
 pub mod shared;
 pub mod store;
 pub mod tls;
+pub mod userdata;
 pub mod waits;
 pub mod ws;
 

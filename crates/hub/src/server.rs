@@ -199,6 +199,7 @@ pub async fn serve(config: ServeConfig) -> Result<Hub, ServeError> {
         events: Default::default(),
         public_url: config.public_url.clone(),
         tls: tls_config.is_some(),
+        data_dir: config.data_dir.clone(),
         local_addr,
         limits: Limits {
             handshake_timeout: config.handshake_timeout,
@@ -234,6 +235,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/agent", get(ws::upgrade))
         .nest("/api/v1", api::router(shared.clone()))
         .route("/metrics", get(metrics))
+        .route("/releases/{version}/{file}", get(crate::releases::download))
         .merge(dashboard::router(shared.clone()))
         .with_state(shared)
 }

@@ -30,6 +30,8 @@ pub struct Shared {
     /// Where agents connect, as configured (`--public-url`); else derived per request.
     pub public_url: Option<String>,
     pub tls: bool,
+    /// The data directory (the database, `releases/`).
+    pub data_dir: std::path::PathBuf,
     pub local_addr: SocketAddr,
     pub limits: Limits,
     /// Cancelled when the hub stops: every connection ends.

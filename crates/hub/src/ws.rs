@@ -24,6 +24,7 @@ use crate::auth::random_hex;
 use crate::dashboard::EventKind;
 use crate::metrics::Refusal;
 use crate::registry::{try_send, Outgoing, Peer, SendError};
+use crate::releases;
 use crate::shared::Shared;
 use crate::store::{Effect, Report};
 use crate::waits;
@@ -76,7 +77,7 @@ enum End {
 async fn connection(shared: Arc<Shared>, socket: WebSocket, _permit: OwnedSemaphorePermit) {
     shared.metrics.connection_opened();
     let (mut sink, mut stream) = socket.split();
-    let Some(Authenticated { app, instance, welcome, recipe_version }) =
+    let Some(Authenticated { app, instance, welcome, recipe_version, agent_version }) =
         handshake(&shared, &mut sink, &mut stream).await
     else {
         return;
@@ -95,7 +96,7 @@ async fn connection(shared: Arc<Shared>, socket: WebSocket, _permit: OwnedSemaph
     let _ = try_send(&peer, Outgoing::Frame(opsagent_proto::encode(&welcome)));
     shared.registry.register(&app, &instance, peer.clone());
     shared.events.publish(&app, Some(&instance), EventKind::Connection);
-    let end = match greet(&shared, &app, &instance, recipe_version, &peer).await {
+    let end = match greet(&shared, &app, &instance, recipe_version, &agent_version, &peer).await {
         Ok(()) => read_reports(&shared, &app, &instance, &peer, &mut stream).await,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "cannot read the store for a new connection");
@@ -134,6 +135,8 @@ struct Authenticated {
     welcome: HubMessage,
     /// The recipe version the agent runs.
     recipe_version: Option<u64>,
+    /// The agent's own version.
+    agent_version: String,
 }
 
 /// Says `Hello`, reads and checks the `Handshake`. `None` when the connection was refused (and
@@ -242,18 +245,27 @@ async fn handshake(shared: &Shared, sink: &mut Sink, stream: &mut Stream) -> Opt
         tracing::warn!(app_id = %app_id, instance_id = %instance_id, init_errors = %clip(&errors), "agent reported errors at start");
     }
     let welcome = HubMessage::Welcome { instance_id: instance_id.clone(), last_seq };
-    Some(Authenticated { app: app_id, instance: instance_id, welcome, recipe_version })
+    Some(Authenticated { app: app_id, instance: instance_id, welcome, recipe_version, agent_version })
 }
 
-/// After `Welcome`: the current recipe if the agent runs another version, then every DONE of
-/// this version; then releases whatever waits became ready.
+/// After `Welcome`: the upgrade order if the agent runs another version than its app's target,
+/// the current recipe if the agent runs another version, then every DONE of this version; then
+/// releases whatever waits became ready.
 async fn greet(
     shared: &Shared,
     app: &str,
     instance: &str,
     agent_version: Option<u64>,
+    agent_release: &str,
     peer: &Peer,
 ) -> anyhow::Result<()> {
+    if let Some(target) = shared.store.target(app).await? {
+        if releases::needs_update(Some(agent_release), &target) {
+            if let Some(frame) = releases::update_frame(shared, &target)? {
+                let _ = try_send(peer, Outgoing::Frame(frame));
+            }
+        }
+    }
     let Some(recipe) = shared.recipes.current(&shared.store, app).await? else {
         return Ok(());
     };
@@ -337,7 +349,7 @@ async fn read_reports(shared: &Shared, app: &str, instance: &str, peer: &Peer, s
 fn count(shared: &Shared, report: &Report) {
     match &report.effect {
         Effect::State { status, .. } => shared.metrics.state_log(status),
-        Effect::RoundStart { .. } | Effect::RoundEnd { .. } => shared.metrics.round_event(),
+        Effect::RoundStart { .. } | Effect::RoundEnd { .. } | Effect::Upgrade { .. } => shared.metrics.round_event(),
     }
 }
 
@@ -373,6 +385,19 @@ fn to_report(app: &str, instance: &str, message: AgentMessage) -> Result<Report,
             recipe_version,
             effect: Effect::RoundEnd { round, result },
         },
+        AgentMessage::UpgradeStatus { seq, version, from, phase, reason } => {
+            tracing::info!(version = %clip(&version), phase = %clip(&phase), reason = ?reason, "agent upgrade status");
+            Report {
+                seq,
+                kind: "UpgradeStatus",
+                body: serde_json::json!({
+                    "code": "UpgradeStatus", "app_id": app, "instance_id": instance, "seq": seq,
+                    "version": version, "from": from, "phase": phase, "reason": reason,
+                }),
+                recipe_version: 0,
+                effect: Effect::Upgrade { version, from, phase, reason },
+            }
+        }
     };
     Ok(report)
 }

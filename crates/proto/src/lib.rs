@@ -57,6 +57,9 @@ pub enum HubMessage {
         sha256: Option<String>,
         #[serde(default)]
         signature: Option<String>,
+        /// Ours: the operator allowed installing a version older than the agent's.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        allow_downgrade: bool,
     },
     /// The app or the instance is not known (yet): retry later.
     AppNotReady {
@@ -103,6 +106,17 @@ pub enum AgentMessage {
         round: u64,
         result: String,
         duration_ms: u64,
+    },
+    /// Ours: progress of a self-upgrade to `version` (`phase`: `downloading`, `downloaded`, `verified`,
+    /// `installed`, `confirmed`, `refused`, `failed`, `rolled_back`); `reason` says why it stopped.
+    UpgradeStatus {
+        seq: u64,
+        version: String,
+        #[serde(default)]
+        from: Option<String>,
+        phase: String,
+        #[serde(default)]
+        reason: Option<String>,
     },
 }
 
@@ -163,7 +177,9 @@ impl AgentMessage {
     pub fn seq(&self) -> Option<u64> {
         match self {
             AgentMessage::StateLog(log) => Some(log.seq),
-            AgentMessage::RoundStart { seq, .. } | AgentMessage::RoundEnd { seq, .. } => Some(*seq),
+            AgentMessage::RoundStart { seq, .. }
+            | AgentMessage::RoundEnd { seq, .. }
+            | AgentMessage::UpgradeStatus { seq, .. } => Some(*seq),
             AgentMessage::Handshake { .. } => None,
         }
     }
@@ -184,7 +200,7 @@ pub enum ProtoError {
     Malformed { code: String, message: String },
 }
 
-const AGENT_CODES: &[&str] = &["Handshake", "StateLog", "RoundStart", "RoundEnd"];
+const AGENT_CODES: &[&str] = &["Handshake", "StateLog", "RoundStart", "RoundEnd", "UpgradeStatus"];
 const HUB_CODES: &[&str] =
     &["Hello", "Welcome", "RecipeMetadata", "State", "AgentUpdate", "AppNotReady", "Ack", "Error"];
 
@@ -217,6 +233,12 @@ fn decode<T: serde::de::DeserializeOwned>(text: &str, limit: usize, codes: &[&st
 pub fn encode<T: Serialize>(message: &T) -> String {
     // The message types hold only strings, numbers, booleans and JSON values: serializing cannot fail.
     serde_json::to_string(message).unwrap_or_default()
+}
+
+/// The message a release's ed25519 signature covers: domain-separated, so that a signature made
+/// for anything else can never pass for a release. `sha256` is lowercase hex.
+pub fn release_message(version: &str, sha256: &str, size: u64) -> String {
+    format!("opsagent-release\n{version}\n{sha256}\n{size}")
 }
 
 /// The handshake proof: hex HMAC-SHA256 keyed by the instance secret over

@@ -179,6 +179,7 @@ mod tests {
             last_seen: None,
             round,
             round_result: result.map(str::to_string),
+            upgrade: None,
         }
     }
 

@@ -40,6 +40,25 @@ pub struct InstanceRow {
     pub last_seen: Option<String>,
     pub round: Option<u64>,
     pub round_result: Option<String>,
+    /// The latest `UpgradeStatus` the agent reported.
+    pub upgrade: Option<UpgradeRow>,
+}
+
+/// An instance's latest upgrade report.
+#[derive(Debug, Clone)]
+pub struct UpgradeRow {
+    pub version: String,
+    pub from: Option<String>,
+    pub phase: String,
+    pub reason: Option<String>,
+    pub at: String,
+}
+
+/// The agent version an app's instances should run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub version: String,
+    pub allow_downgrade: bool,
 }
 
 /// A stored recipe version: `body` is the wire form `{"recipe_version", "state": [...]}`.
@@ -108,6 +127,7 @@ pub enum Effect {
     State { state_id: String, module: String, status: String, attempt: u32, round: u64, comment: Option<String> },
     RoundStart { round: u64 },
     RoundEnd { round: u64, result: String },
+    Upgrade { version: String, from: Option<String>, phase: String, reason: Option<String> },
 }
 
 /// A query on the state-log history.
@@ -242,6 +262,16 @@ impl Store {
     /// Every seq stored for an instance, ascending.
     pub async fn seqs(&self, app: &str, id: &str) -> anyhow::Result<Vec<u64>> {
         self.backend.seqs(app, id).await
+    }
+
+    /// Sets (or with `None` clears) the agent version of an app; `false` when the app is unknown.
+    pub async fn set_target(&self, app: &str, target: Option<&Target>) -> anyhow::Result<bool> {
+        self.backend.set_target(app, target).await
+    }
+
+    /// The agent version an app's instances should run, if one was set.
+    pub async fn target(&self, app: &str) -> anyhow::Result<Option<Target>> {
+        self.backend.target(app).await
     }
 
     /// Closes the database (waits for running queries).

@@ -15,7 +15,7 @@ use sqlx::Row;
 
 use super::{
     AppRow, Effect, InstanceRow, LogQuery, MessageRow, Pairs, Pushed, RecipeRow, RecipeVersionRow, Report,
-    StateStatusRow, HISTORY_PER_INSTANCE,
+    StateStatusRow, Target, UpgradeRow, HISTORY_PER_INSTANCE,
 };
 
 /// The SQL expression for "now" (RFC 3339 UTC with milliseconds).
@@ -332,6 +332,27 @@ impl Sqlite {
         Ok(logs)
     }
 
+    pub(super) async fn set_target(&self, app: &str, target: Option<&Target>) -> anyhow::Result<bool> {
+        let done = sqlx::query("UPDATE apps SET target_version = ?, allow_downgrade = ? WHERE id = ?")
+            .bind(target.map(|t| t.version.as_str()))
+            .bind(target.is_some_and(|t| t.allow_downgrade))
+            .bind(app)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(super) async fn target(&self, app: &str) -> anyhow::Result<Option<Target>> {
+        let row = sqlx::query("SELECT target_version, allow_downgrade FROM apps WHERE id = ?")
+            .bind(app)
+            .fetch_optional(&self.reader)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let version: Option<String> = row.try_get("target_version")?;
+        let allow_downgrade: bool = row.try_get("allow_downgrade")?;
+        Ok(version.map(|version| Target { version, allow_downgrade }))
+    }
+
     pub(super) async fn seqs(&self, app: &str, id: &str) -> anyhow::Result<Vec<u64>> {
         let rows = sqlx::query("SELECT seq FROM messages WHERE app_id = ? AND instance_id = ? ORDER BY seq")
             .bind(app)
@@ -352,13 +373,16 @@ pub(super) async fn record_report_in(
     // Every conversion that can fail happens before the first write: a report is stored whole
     // or not at all, even inside a batch (`batch.rs`) that commits other reports.
     let seq = to_i64(report.seq)?;
-    let recipe_version = to_i64(report.recipe_version)?;
+    // An upgrade report says nothing of the recipe or the round.
+    let upgrade = matches!(report.effect, Effect::Upgrade { .. });
+    let recipe_version = if upgrade { None } else { Some(to_i64(report.recipe_version)?) };
     let (round, round_result) = match &report.effect {
-        Effect::RoundStart { round } => (to_i64(*round)?, Some("running".to_string())),
-        Effect::RoundEnd { round, result } => (to_i64(*round)?, Some(result.clone())),
-        Effect::State { round, .. } => (to_i64(*round)?, None),
+        Effect::RoundStart { round } => (Some(to_i64(*round)?), Some("running".to_string())),
+        Effect::RoundEnd { round, result } => (Some(to_i64(*round)?), Some(result.clone())),
+        Effect::State { round, .. } => (Some(to_i64(*round)?), None),
+        Effect::Upgrade { .. } => (None, None),
     };
-    let round_event = round_result.is_some().then_some(round);
+    let round_event = if round_result.is_some() { round } else { None };
     let floor = sqlx::query("SELECT pruned_seq FROM instances WHERE app_id = ? AND id = ?")
         .bind(app)
         .bind(id)
@@ -389,7 +413,7 @@ pub(super) async fn record_report_in(
     // in an UPDATE every expression sees the row as it was, so `last_seq` is the old one.
     sqlx::query(&format!(
         "UPDATE instances SET \
-           recipe_version = CASE WHEN ?1 > last_seq THEN ?2 ELSE recipe_version END, \
+           recipe_version = CASE WHEN ?1 > last_seq AND ?2 IS NOT NULL THEN ?2 ELSE recipe_version END, \
            round = CASE WHEN ?1 > last_seq AND ?3 IS NOT NULL THEN ?3 ELSE round END, \
            round_result = CASE WHEN ?1 > last_seq AND ?4 IS NOT NULL THEN ?4 ELSE round_result END, \
            last_seq = MAX(last_seq, ?1), last_seen = {NOW} \
@@ -429,6 +453,22 @@ pub(super) async fn record_report_in(
         .execute(&mut **tx)
         .await?;
     }
+    if let Effect::Upgrade { version, from, phase, reason } = &report.effect {
+        sqlx::query(&format!(
+            "UPDATE instances SET upgrade_seq = ?1, upgrade_version = ?2, upgrade_from = ?3, upgrade_phase = ?4, \
+               upgrade_reason = ?5, upgrade_at = {NOW} \
+             WHERE app_id = ?6 AND id = ?7 AND (upgrade_seq IS NULL OR upgrade_seq < ?1)"
+        ))
+        .bind(seq)
+        .bind(version)
+        .bind(from.as_deref())
+        .bind(phase)
+        .bind(reason.as_deref())
+        .bind(app)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    }
     if report.seq % PRUNE_EVERY == 0 {
         prune(tx, app, id).await?;
     }
@@ -436,7 +476,8 @@ pub(super) async fn record_report_in(
 }
 
 const INSTANCE_COLUMNS: &str = "SELECT app_id, id, created_at, last_seq, agent_version, \
-    recipe_version, last_seen, round, round_result FROM instances";
+    recipe_version, last_seen, round, round_result, upgrade_version, upgrade_from, upgrade_phase, \
+    upgrade_reason, upgrade_at FROM instances";
 
 fn instance_row(r: &SqliteRow) -> anyhow::Result<InstanceRow> {
     Ok(InstanceRow {
@@ -449,6 +490,19 @@ fn instance_row(r: &SqliteRow) -> anyhow::Result<InstanceRow> {
         last_seen: r.try_get("last_seen")?,
         round: r.try_get::<Option<i64>, _>("round")?.map(to_u64),
         round_result: r.try_get("round_result")?,
+        upgrade: match (
+            r.try_get::<Option<String>, _>("upgrade_version")?,
+            r.try_get::<Option<String>, _>("upgrade_phase")?,
+        ) {
+            (Some(version), Some(phase)) => Some(UpgradeRow {
+                version,
+                from: r.try_get("upgrade_from")?,
+                phase,
+                reason: r.try_get("upgrade_reason")?,
+                at: r.try_get::<Option<String>, _>("upgrade_at")?.unwrap_or_default(),
+            }),
+            _ => None,
+        },
     })
 }
 
