@@ -1,6 +1,8 @@
 //! `opsagent`: the agent that keeps an instance in the state its recipe declares.
 //!
-//! Subcommands: `apply` runs one round of a recipe file locally; `validate` checks recipe files.
+//! Subcommands: `apply` runs one round of a recipe file locally; `validate` checks recipe files;
+//! `run` is the daemon; `watchdog` (cron, every minute) restarts it and finishes interrupted upgrades;
+//! `status` shows what the daemon on this machine is doing.
 //! The flow of `apply`: `load` (recipe → compiled states) → `round` (engine + states) →
 //! `apply` (text or JSON report). Exit codes: 0 success, 1 a state failed / a recipe is invalid
 //! (`validate`), 2 invalid input (nothing ran), 3 environment or internal failure, 130 interrupted.
@@ -10,6 +12,7 @@ mod daemon;
 mod load;
 mod printer;
 mod round;
+mod version;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -74,6 +77,21 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         state_dir: Option<PathBuf>,
     },
+    /// Restart a dead agent and finish or roll back an interrupted upgrade (cron runs it every minute)
+    Watchdog {
+        /// The configuration file (TOML)
+        #[arg(long, value_name = "FILE", env = "OPSAGENT_CONFIG", default_value = daemon::config::DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Show the agent on this machine: version, hub connection, current round and state, pending upgrade
+    Status {
+        /// The configuration file (TOML)
+        #[arg(long, value_name = "FILE", env = "OPSAGENT_CONFIG", default_value = daemon::config::DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Print one JSON document
+        #[arg(long)]
+        json: bool,
+    },
     /// Check recipe files and list every problem
     Validate {
         /// The recipe files
@@ -136,12 +154,55 @@ fn main() -> std::process::ExitCode {
             };
             runtime.block_on(daemon::run(&config, state_dir.as_deref()))
         }
+        Command::Status { config, json } => {
+            let loaded = daemon::config::load(&config);
+            match loaded.config {
+                Ok(config) => {
+                    if daemon::status::show(&config, json) {
+                        ExitCode::Success
+                    } else {
+                        ExitCode::Failure
+                    }
+                }
+                Err(errors) => {
+                    for e in errors {
+                        eprintln!("error: {e}");
+                    }
+                    ExitCode::Invalid
+                }
+            }
+        }
+        Command::Watchdog { config } => {
+            init_logging();
+            watchdog(&config)
+        }
         Command::Validate { files, format, json } => {
             let json = json || format == Format::Json;
             validate(&files, Printer::new(cli.color, json), json)
         }
     };
     std::process::ExitCode::from(code as u8)
+}
+
+/// `opsagent watchdog`: 0 all well or repaired, 2 bad configuration, 3 could not repair.
+fn watchdog(config_path: &std::path::Path) -> ExitCode {
+    let loaded = daemon::config::load(config_path);
+    let config = match loaded.config {
+        Ok(config) => config,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("error: {e}");
+            }
+            return ExitCode::Invalid;
+        }
+    };
+    match daemon::watchdog::run(&config, config_path) {
+        Ok(_) => ExitCode::Success,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::Environment
+        }
+    }
 }
 
 /// Logs to stderr; `OPSAGENT_LOG` takes `RUST_LOG` syntax (default `info`).

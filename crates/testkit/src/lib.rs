@@ -375,3 +375,204 @@ pub fn memory_kib(pid: u32) -> Option<(u64, u64)> {
     };
     Some((field("VmRSS:")?, field("VmHWM:")?))
 }
+
+/// A real, runnable build of the agent that reports `version`: a copy of the built binary
+/// (without debug info, to keep downloads quick) whose version slot (`OPSAGENT-VERSION-SLOT:`,
+/// see `crates/agent/src/version.rs`) is patched. Written to `dir/opsagent-<version>`.
+pub fn agent_with_version(dir: &Path, version: &str) -> PathBuf {
+    const PREFIX: &[u8] = b"OPSAGENT-VERSION-SLOT:";
+    const SLOT_LEN: usize = 64;
+    assert!(PREFIX.len() + version.len() < SLOT_LEN, "version too long for the slot");
+    let out = dir.join(format!("opsagent-{version}"));
+    let stripped = Command::new("strip")
+        .arg("--strip-debug")
+        .arg("-o")
+        .arg(&out)
+        .arg(agent_bin())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !stripped {
+        std::fs::copy(agent_bin(), &out).expect("copy the agent binary");
+    }
+    let mut bytes = std::fs::read(&out).expect("read the agent binary");
+    let built = [PREFIX, env!("CARGO_PKG_VERSION").as_bytes(), b"\0"].concat();
+    let hits: Vec<usize> =
+        bytes.windows(built.len()).enumerate().filter(|(_, w)| *w == built.as_slice()).map(|(i, _)| i).collect();
+    assert_eq!(hits.len(), 1, "the version slot should appear once in the agent binary");
+    let mut slot = [0u8; SLOT_LEN];
+    slot[..PREFIX.len()].copy_from_slice(PREFIX);
+    slot[PREFIX.len()..PREFIX.len() + version.len()].copy_from_slice(version.as_bytes());
+    bytes[hits[0]..hits[0] + SLOT_LEN].copy_from_slice(&slot);
+    std::fs::write(&out, bytes).expect("write the patched agent");
+    std::fs::set_permissions(&out, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    out
+}
+
+impl Hub {
+    /// `opsagent-hub keygen --out DIR`; returns the public key (hex).
+    pub fn keygen(&self, out: &Path) -> String {
+        let run = self.cli(&["keygen", "--out", out.to_str().expect("utf-8 path")]);
+        assert_eq!(run.code, 0, "keygen failed:\n{}", run.stderr);
+        run.stdout.trim().to_string()
+    }
+
+    /// `opsagent-hub release add` into this hub's data dir; returns the manifest.
+    pub fn release_add(&self, version: &str, binary: &Path, key: &Path) -> Value {
+        let data_dir = self.data_dir.to_str().expect("utf-8 path").to_string();
+        self.json(&[
+            "--data-dir",
+            &data_dir,
+            "release",
+            "add",
+            "--version",
+            version,
+            "--binary",
+            binary.to_str().expect("utf-8 path"),
+            "--signing-key",
+            key.to_str().expect("utf-8 path"),
+        ])
+    }
+
+    /// Stops the hub's process (SIGKILL) without forgetting how to start it again.
+    pub fn stop(&mut self) {
+        self.kill();
+    }
+
+    /// Starts a stopped hub again on the same address and data dir.
+    pub fn start_again(&mut self) {
+        self.spawn();
+    }
+}
+
+/// An agent installed the way the userdata script installs it, under a scratch root:
+/// `<root>/opt/madeira/versions/<v>/opsagent`, `current`, `<root>/etc/opsagent.conf` (with
+/// `install_root = <root>`) and the state dir `<root>/var/lib/madeira`, started from `current`.
+pub struct Installed {
+    pub root: PathBuf,
+    pub config: PathBuf,
+    pub state_dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Installed {
+    /// Installs `binary` as `version` under `root` with `config_snippet` plus `extra` settings.
+    pub fn install(root: &Path, binary: &Path, version: &str, config_snippet: &str, extra: &str) -> Installed {
+        let versions = root.join("opt/madeira/versions").join(version);
+        std::fs::create_dir_all(&versions).expect("versions dir");
+        std::fs::copy(binary, versions.join("opsagent")).expect("install the agent");
+        for link in ["current", "stable"] {
+            std::os::unix::fs::symlink(Path::new("versions").join(version), root.join("opt/madeira").join(link))
+                .expect("current and stable symlinks");
+        }
+        let state_dir = root.join("var/lib/madeira");
+        std::fs::create_dir_all(&state_dir).expect("state dir");
+        std::fs::create_dir_all(root.join("etc")).expect("etc");
+        let config = root.join("etc/opsagent.conf");
+        let text = format!(
+            "{config_snippet}\nstate_dir = \"{}\"\ninstall_root = \"{}\"\n{extra}\n",
+            state_dir.display(),
+            root.display()
+        );
+        std::fs::write(&config, text).expect("agent config");
+        std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
+        Installed { root: root.to_path_buf(), config, state_dir, child: None }
+    }
+
+    /// Starts `current/opsagent run`, with `env` added (e.g. `OPSAGENT_TEST_KILL_AT`); logs go to
+    /// `<state dir>/opsagent.log`, as with the watchdog.
+    pub fn start(&mut self, env: &[(&str, &str)]) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.state_dir.join("opsagent.log"))
+            .expect("agent log");
+        let child = Command::new(self.root.join("opt/madeira/current/opsagent"))
+            .arg("run")
+            .arg("--config")
+            .arg(&self.config)
+            .envs(env.iter().copied())
+            .env("OPSAGENT_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("agent log"))
+            .stderr(log)
+            .spawn()
+            .expect("start the installed agent");
+        self.child = Some(child);
+    }
+
+    /// Runs `stable/opsagent watchdog` once, as cron would.
+    pub fn watchdog(&mut self) -> Run {
+        // Reap our own child if it died, so that it is not left a zombie.
+        if let Some(child) = &mut self.child {
+            if let Ok(Some(_)) = child.try_wait() {
+                self.child = None;
+            }
+        }
+        let output = Command::new(self.root.join("opt/madeira/stable/opsagent"))
+            .arg("watchdog")
+            .arg("--config")
+            .arg(&self.config)
+            .env_remove("OPSAGENT_TEST_KILL_AT")
+            .output()
+            .expect("run the watchdog");
+        Run::from(output)
+    }
+
+    /// Runs `current/opsagent status --config …` (with `--json` if asked).
+    pub fn status(&self, json: bool) -> Run {
+        let mut cmd = Command::new(self.root.join("opt/madeira/current/opsagent"));
+        cmd.arg("status").arg("--config").arg(&self.config);
+        if json {
+            cmd.arg("--json");
+        }
+        Run::from(cmd.output().expect("run opsagent status"))
+    }
+
+    /// The pid in the pidfile, if that process runs an `opsagent` binary.
+    pub fn running_pid(&self) -> Option<i32> {
+        let pid: i32 = std::fs::read_to_string(self.state_dir.join("opsagent.pid")).ok()?.trim().parse().ok()?;
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+        exe.file_name()?.to_string_lossy().starts_with("opsagent").then_some(pid)
+    }
+
+    /// The version `current` points at.
+    pub fn current_version(&self) -> Option<String> {
+        let target = std::fs::read_link(self.root.join("opt/madeira/current")).ok()?;
+        Some(target.file_name()?.to_string_lossy().into_owned())
+    }
+
+    /// `<state dir>/upgrade.json`, or `Null`.
+    pub fn upgrade_state(&self) -> Value {
+        std::fs::read_to_string(self.state_dir.join("upgrade.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(Value::Null)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.state_dir.join("opsagent.log")).unwrap_or_default()
+    }
+
+    /// Kills the agent (whichever process the pidfile names, and our own child).
+    pub fn kill(&mut self) {
+        if let Some(pid) = self.running_pid() {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The agent's per-instance hash (FNV-1a of the instance id), which splays its first connection
+/// over `hash % 2000` ms.
+pub fn instance_hash(instance_id: &str) -> u64 {
+    instance_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}

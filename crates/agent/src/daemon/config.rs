@@ -46,6 +46,12 @@ pub struct Config {
     pub kill_grace: Duration,
     /// How often the agent pings the hub; three intervals of silence drop the connection.
     pub heartbeat: Duration,
+    /// The ed25519 key that must have signed a release for the agent to install it.
+    pub update_public_key: Option<ed25519_dalek::VerifyingKey>,
+    /// Prefix of the installed layout (`<root>/opt/madeira/{versions/<v>,current}`); `/` on instances.
+    pub install_root: PathBuf,
+    /// How long a new version has to reach the hub before it is rolled back.
+    pub upgrade_confirm: Duration,
 }
 
 #[derive(Debug, Deserialize)]
@@ -62,6 +68,9 @@ struct Raw {
     reconnect_max_secs: Option<u64>,
     kill_grace_secs: Option<u64>,
     heartbeat_secs: Option<u64>,
+    update_public_key: Option<String>,
+    install_root: Option<PathBuf>,
+    upgrade_confirm_secs: Option<u64>,
     #[serde(flatten)]
     unknown: std::collections::BTreeMap<String, toml::Value>,
 }
@@ -78,6 +87,10 @@ const KEYS: &[&str] = &[
     "splay_secs",
     "reconnect_max_secs",
     "kill_grace_secs",
+    "heartbeat_secs",
+    "update_public_key",
+    "install_root",
+    "upgrade_confirm_secs",
 ];
 
 /// What reading the configuration found: the config, or every error; warnings either way.
@@ -137,6 +150,17 @@ pub fn load(path: &Path) -> Loaded {
             errors.push(format!("`{shown}`: `ca_file`: `{}` does not exist", ca.display()));
         }
     }
+    let update_public_key = match raw.update_public_key.as_deref().map(parse_public_key).transpose() {
+        Ok(key) => key,
+        Err(e) => {
+            errors.push(format!("`{shown}`: `update_public_key`: {e}"));
+            None
+        }
+    };
+    let install_root = raw.install_root.unwrap_or_else(|| PathBuf::from("/"));
+    if !install_root.is_absolute() {
+        errors.push(format!("`{shown}`: `install_root`: `{}` is not an absolute path", install_root.display()));
+    }
     if !errors.is_empty() {
         return Loaded { config: Err(errors), warnings };
     }
@@ -152,8 +176,24 @@ pub fn load(path: &Path) -> Loaded {
         reconnect_max: Duration::from_secs(raw.reconnect_max_secs.unwrap_or(300).max(1)),
         kill_grace: Duration::from_secs(raw.kill_grace_secs.unwrap_or(5)),
         heartbeat: Duration::from_secs(raw.heartbeat_secs.unwrap_or(15).max(1)),
+        update_public_key,
+        install_root,
+        upgrade_confirm: Duration::from_secs(raw.upgrade_confirm_secs.unwrap_or(120).max(1)),
     };
     Loaded { config: Ok(config), warnings }
+}
+
+/// A hex ed25519 public key (as `opsagent-hub keygen` prints it).
+fn parse_public_key(text: &str) -> Result<ed25519_dalek::VerifyingKey, String> {
+    let bytes = hex_decode(text.trim()).and_then(|b| <[u8; 32]>::try_from(b).ok());
+    let Some(bytes) = bytes else {
+        return Err("not an ed25519 public key: write the 64 hex digits `opsagent-hub keygen` printed".into());
+    };
+    ed25519_dalek::VerifyingKey::from_bytes(&bytes).map_err(|e| format!("not an ed25519 public key: {e}"))
+}
+
+fn hex_decode(text: &str) -> Option<Vec<u8>> {
+    hex::decode(text).ok()
 }
 
 /// `wss://` anywhere; `ws://` only to a loopback address unless explicitly allowed.

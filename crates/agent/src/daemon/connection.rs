@@ -24,7 +24,7 @@ use super::outbox::Outbox;
 pub enum Order {
     Recipe(serde_json::Value),
     Done { recipe_version: u64, id: String },
-    Update { version: String, url: String },
+    Update(super::upgrade::UpdateOrder),
 }
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -36,6 +36,8 @@ pub struct Link {
     pub orders: mpsc::Sender<Order>,
     /// The recipe version the driver runs, sent in the handshake.
     pub recipe_version: tokio::sync::watch::Receiver<Option<u64>>,
+    /// Whether the hub has welcomed the current connection (an upgrade confirms on it).
+    pub connected: tokio::sync::watch::Sender<bool>,
     tls: Option<Arc<rustls::ClientConfig>>,
 }
 
@@ -47,7 +49,8 @@ impl Link {
         recipe_version: tokio::sync::watch::Receiver<Option<u64>>,
     ) -> anyhow::Result<Link> {
         let tls = if config.hub_url.starts_with("wss://") { Some(Arc::new(tls_config(&config)?)) } else { None };
-        Ok(Link { config, outbox, orders, recipe_version, tls })
+        let (connected, _) = tokio::sync::watch::channel(false);
+        Ok(Link { config, outbox, orders, recipe_version, connected, tls })
     }
 
     /// Connects, and reconnects, until `cancel`.
@@ -71,6 +74,7 @@ impl Link {
                 },
                 () = cancel.cancelled() => return,
             };
+            self.connected.send_replace(false);
             failures = if welcomed { 0 } else { failures.saturating_add(1) };
             delay = backoff(failures, self.config.reconnect_max);
         }
@@ -110,7 +114,7 @@ impl Link {
         let handshake = AgentMessage::Handshake {
             instance_id: config.instance_id.clone(),
             app_id: config.app_id.clone(),
-            agent_version: env!("CARGO_PKG_VERSION").to_string(),
+            agent_version: crate::version::version().to_string(),
             protocol_version: PROTOCOL_VERSION,
             hmac: Some(opsagent_proto::handshake_hmac(
                 config.secret.expose(),
@@ -134,6 +138,7 @@ impl Link {
             other => bail!("expected Welcome, got {}", code_of(&other)),
         };
         *welcomed = true;
+        self.connected.send_replace(true);
         tracing::info!(hub = %config.hub_url, last_seq, pending = self.outbox.len(), "connected to the hub");
         self.outbox.continue_after(last_seq);
         self.outbox.ack(last_seq)?;
@@ -199,7 +204,9 @@ impl Link {
                 Order::Recipe(recipe)
             }
             HubMessage::State { recipe_version, id } => Order::Done { recipe_version, id },
-            HubMessage::AgentUpdate { version, url, .. } => Order::Update { version, url },
+            HubMessage::AgentUpdate { version, url, sha256, signature, allow_downgrade } => {
+                Order::Update(super::upgrade::UpdateOrder { version, url, sha256, signature, allow_downgrade })
+            }
             HubMessage::Error { message } => bail!("the hub reported an error: {message}"),
             HubMessage::Hello { .. } | HubMessage::Welcome { .. } | HubMessage::AppNotReady { .. } => return Ok(()),
         };
@@ -242,7 +249,7 @@ pub fn backoff(failures: u32, max: Duration) -> Duration {
 }
 
 /// Public roots plus the configured CA file; certificates are always verified.
-fn tls_config(config: &Config) -> anyhow::Result<rustls::ClientConfig> {
+pub(super) fn tls_config(config: &Config) -> anyhow::Result<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots_certs());
     if let Some(ca) = &config.ca_file {

@@ -2,9 +2,13 @@
 //! the running round at once (the running state is interrupted, its process group killed); DONEs
 //! release waits (and are kept per version on disk); after a successful round it sleeps
 //! `round_interval` plus the instance's splay, after a ceased one the growing retry delay. Every
-//! attempt of every state, and every round start and end, goes to the outbox.
+//! attempt of every state, and every round start and end, goes to the outbox. An upgrade order
+//! waits for the round's end (ARCHITECTURE.md §3), but is carried out at once when the agent is
+//! idle between rounds or blocked in a `meta.wait` (that round is interrupted and starts again
+//! from the first state after the restart: released waits are kept on disk).
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -19,6 +23,7 @@ use super::config::{instance_hash, Config};
 use super::connection::Order;
 use super::outbox::Outbox;
 use super::store::StateFiles;
+use super::upgrade::{self, UpdateOrder};
 use crate::round::{run_round, RoundEvent, RoundOptions, StateReport};
 
 /// A recipe ready to run.
@@ -36,6 +41,7 @@ pub struct Driver {
     pub files: StateFiles,
     pub orders: mpsc::Receiver<Order>,
     pub version_tx: watch::Sender<Option<u64>>,
+    pub status: Arc<super::status::StatusFile>,
 }
 
 enum Wake {
@@ -73,6 +79,7 @@ impl Driver {
             let Some(recipe) = current.take() else {
                 // Nothing to run: wait for a recipe.
                 match self.wake(None, &cancel).await {
+                    Wake::Order(Order::Update(order)) => upgrade::upgrade(&self.config, &self.outbox, &order).await,
                     Wake::Order(order) => current = self.on_order_idle(order, None),
                     Wake::Elapsed => {}
                     Wake::Stop => return,
@@ -92,6 +99,15 @@ impl Driver {
                 started_at: rfc3339(SystemTime::now()),
             });
             tracing::info!(recipe_version = version, round = round_no, "round starts");
+            let n_states = recipe.states.len();
+            self.status.update(|s| {
+                s.recipe_version = Some(version);
+                s.round = Some(round_no);
+                s.round_state = "running".into();
+                s.states = Some(n_states);
+                s.state_id = None;
+                s.state_index = None;
+            });
 
             let options = RoundOptions {
                 policy: Policy::default(),
@@ -102,15 +118,32 @@ impl Driver {
             };
             let round_cancel = cancel.child_token();
             let mut next: Option<Current> = None;
+            let mut update: Option<UpdateOrder> = None;
+            let mut interrupted_for_update = false;
+            let waiting = AtomicBool::new(false);
             let report = {
                 let outbox = &self.outbox;
                 let config = &self.config;
                 let states = &recipe.states;
-                let round_fut = run_round(states, &round_ctx, &options, &mut done_rx, &round_cancel, |event| {
-                    if let RoundEvent::Finished(report) = event {
-                        append_state_log(outbox, config, version, round_no, report);
-                    }
-                });
+                let status = &self.status;
+                let round_fut =
+                    run_round(states, &round_ctx, &options, &mut done_rx, &round_cancel, |event| match event {
+                        RoundEvent::Waiting { .. } => waiting.store(true, Ordering::Relaxed),
+                        RoundEvent::Started { index, attempt } => {
+                            waiting.store(false, Ordering::Relaxed);
+                            if *attempt == 1 {
+                                let id = states.get(*index).map(|c| c.state.id.clone());
+                                status.update(|s| {
+                                    s.state_id = id;
+                                    s.state_index = Some(index + 1);
+                                });
+                            }
+                        }
+                        RoundEvent::Finished(report) => {
+                            waiting.store(false, Ordering::Relaxed);
+                            append_state_log(outbox, config, version, round_no, report);
+                        }
+                    });
                 tokio::pin!(round_fut);
                 loop {
                     tokio::select! {
@@ -125,7 +158,16 @@ impl Driver {
                                 }
                             }
                             Some(Order::Done { recipe_version, id }) => self.on_done(version, recipe_version, id, &done_tx),
-                            Some(Order::Update { version, url }) => tracing::warn!(version, url, "upgrade orders are not supported by this agent yet"),
+                            Some(Order::Update(order)) => {
+                                if waiting.load(Ordering::Relaxed) {
+                                    tracing::info!(to = %order.version, "upgrade order while waiting: interrupting the wait");
+                                    interrupted_for_update = true;
+                                    round_cancel.cancel();
+                                } else {
+                                    tracing::info!(to = %order.version, "upgrade order: installing it when the round ends");
+                                }
+                                update = Some(order);
+                            }
                         },
                     }
                 }
@@ -142,6 +184,12 @@ impl Driver {
                 result: result.into(),
                 duration_ms: report.duration.as_millis() as u64,
             });
+            self.status.update(|s| {
+                s.round_state = "idle".into();
+                s.last_result = Some(result.to_string());
+                s.state_id = None;
+                s.state_index = None;
+            });
             tracing::info!(
                 recipe_version = version,
                 round = round_no,
@@ -151,6 +199,14 @@ impl Driver {
             );
             if cancel.is_cancelled() {
                 return;
+            }
+            if let Some(order) = update {
+                // Returns only if nothing was installed.
+                upgrade::upgrade(&self.config, &self.outbox, &order).await;
+                if interrupted_for_update && next.is_none() {
+                    current = Some(recipe);
+                    continue;
+                }
             }
             if let Some(new) = next {
                 failures = 0;
@@ -177,6 +233,7 @@ impl Driver {
                     Wake::Order(Order::Done { recipe_version, id }) => {
                         self.on_done(version, recipe_version, id, &done_tx)
                     }
+                    Wake::Order(Order::Update(order)) => upgrade::upgrade(&self.config, &self.outbox, &order).await,
                     Wake::Order(order) => {
                         if let Some(new) = self.on_order_idle(order, current.as_ref()) {
                             failures = 0;
@@ -215,10 +272,8 @@ impl Driver {
                 }
                 None
             }
-            Order::Update { version, url } => {
-                tracing::warn!(version, url, "upgrade orders are not supported by this agent yet");
-                None
-            }
+            // Handled by the caller, which can wait for the install.
+            Order::Update(_) => None,
         }
     }
 
