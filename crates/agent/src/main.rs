@@ -17,7 +17,7 @@ mod version;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::printer::{ColorChoice, Printer};
 
@@ -121,7 +121,13 @@ pub enum ExitCode {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    // `--version` shows the version slot (see `version.rs`), which a build may have had patched.
+    let shown: &'static str =
+        Box::leak(format!("{} ({})", version::version(), env!("OPSAGENT_COMMIT")).into_boxed_str());
+    let cli = match Cli::from_arg_matches(&Cli::command().version(shown).get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let code = match cli.command {
         Command::Apply { file, test, keep_going, format, json, retries, retry_delay, done, state_dir } => {
             let json = json || format == Format::Json;

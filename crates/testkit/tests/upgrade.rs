@@ -112,6 +112,9 @@ fn the_upgrade_waits_for_the_round_to_end_then_confirms_on_the_new_version() {
     assert_eq!(status["status"]["version"], NEW, "{status}");
     assert_eq!(status["installed_version"], NEW, "{status}");
     assert_eq!(status["upgrade"]["phase"], "confirmed", "{status}");
+    let version =
+        std::process::Command::new(agent.root.join("opt/madeira/current/opsagent")).arg("--version").output().unwrap();
+    assert!(String::from_utf8_lossy(&version.stdout).starts_with(&format!("opsagent {NEW} (")));
 
     // The round that was running when the order came finished first: its command was not
     // interrupted, and the download started only after its end.
@@ -180,6 +183,13 @@ fn a_bad_signature_and_a_wrong_sha256_are_refused_and_nothing_is_installed() {
     assert!(refused, "{}", explain(&s, &agent, "web-1"));
     let reason = s.instance("web-1")["upgrade"]["reason"].as_str().unwrap_or("").to_string();
     assert!(reason.contains("--allow-downgrade"), "{reason}");
+    // Ordered again with the flag, the same release is installed.
+    s.hub.json(&["upgrade", "app", "--version", "0.0.9", "--allow-downgrade"]);
+    let downgraded = wait_until(Duration::from_secs(60), || {
+        let i = s.instance("web-1");
+        connected_on(&i, "0.0.9") && phase(&i) == "confirmed"
+    });
+    assert!(downgraded, "{}", explain(&s, &agent, "web-1"));
 }
 
 #[test]

@@ -51,6 +51,9 @@ pub struct UpgradeState {
     pub reason: Option<String>,
     #[serde(default)]
     pub sha256: Option<String>,
+    /// The release itself was refused (its signature): the same release is not tried again.
+    #[serde(default)]
+    pub release_refused: bool,
 }
 
 pub const DOWNLOADING: &str = "downloading";
@@ -175,7 +178,9 @@ pub async fn upgrade(config: &Config, outbox: &Outbox, order: &UpdateOrder) {
     }
     if let Some(previous) = load(&config.state_dir) {
         let same = previous.to == order.version && previous.sha256 == order.sha256;
-        if same && matches!(previous.phase.as_str(), ROLLED_BACK | REFUSED) {
+        // A rolled-back release, or one whose signature failed, would fail again; a refusal for
+        // another reason (no key yet, a downgrade not allowed then, a corrupted download) is retried.
+        if same && (previous.phase == ROLLED_BACK || (previous.phase == REFUSED && previous.release_refused)) {
             tracing::warn!(version = %order.version, phase = %previous.phase, reason = ?previous.reason,
                 "not retrying an upgrade that already failed here; the hub needs a new release");
             return;
@@ -188,12 +193,14 @@ pub async fn upgrade(config: &Config, outbox: &Outbox, order: &UpdateOrder) {
         deadline: None,
         reason: None,
         sha256: order.sha256.clone(),
+        release_refused: false,
     };
     match try_upgrade(config, outbox, order, &mut state).await {
         Ok(never) => match never {},
         Err(Stop { phase, reason }) => {
             tracing::error!(from = %state.from, to = %state.to, phase, reason = %reason, "upgrade not installed");
             state.phase = phase.into();
+            state.release_refused = phase == REFUSED && reason.starts_with("bad signature");
             state.reason = Some(reason);
             state.deadline = None;
             if let Err(e) = save(&config.state_dir, &state) {
