@@ -117,17 +117,54 @@ fn the_upgrade_waits_for_the_round_to_end_then_confirms_on_the_new_version() {
     assert!(String::from_utf8_lossy(&version.stdout).starts_with(&format!("opsagent {NEW} (")));
 
     // The round that was running when the order came finished first: its command was not
-    // interrupted, and the download started only after its end.
+    // interrupted; the release was downloaded meanwhile and installed only after the round's end.
     let log = agent.log_text();
     let ordered = log.find("installing it when the round ends").expect("the order was deferred");
-    let round_end = log[ordered..].find("round ends").map(|i| i + ordered).expect("the round ended");
     let download = log.find("phase=downloading").expect("the download started");
-    assert!(ordered < round_end && round_end < download, "{log}");
+    let round_end = log[ordered..].find("INFO round ends").map(|i| i + ordered).expect("the round ended");
+    let installed = log.find("phase=installed").expect("the release was installed");
+    assert!(ordered < download && download < round_end && round_end < installed, "{log}");
     let logs = s.hub.json(&["logs", "app", "--instance", "web-1", "--limit", "100"]);
     let naps: Vec<&Value> = logs["logs"].as_array().unwrap().iter().filter(|l| l["id"] == "nap").collect();
     assert!(!naps.is_empty() && naps.iter().all(|l| l["status"] == "changed"), "{logs}");
     // The pid stayed the same across the re-exec: the service manager sees one process.
     assert!(agent.running_pid().is_some());
+}
+
+#[test]
+fn an_agent_blocked_in_a_wait_upgrades_at_once_and_the_wait_resumes_on_the_new_version() {
+    let s = setup();
+    let mut agent = s.install("web-1", 60);
+    agent.start(&[]);
+    assert!(
+        wait_until(Duration::from_secs(20), || connected_on(&s.instance("web-1"), OLD)),
+        "{}",
+        explain(&s, &agent, "web-1")
+    );
+    s.hub.release_add(NEW, &s.new_build(), &s.key);
+    let file = recipe(
+        s.dir.path(),
+        "r.yaml",
+        "states:\n  - {id: gate, module: meta.wait, parameter: {}}\n  - {id: after, module: linux.cmd, parameter: {cmd: \"echo after\"}}\n",
+    );
+    s.hub.push("app", &file);
+    let waiting = wait_until(Duration::from_secs(20), || agent.status(false).stdout.contains("state `gate` (1/2)"));
+    assert!(waiting, "{}", agent.status(false).stdout);
+    s.upgrade(NEW);
+    let upgraded = wait_until(Duration::from_secs(60), || {
+        let i = s.instance("web-1");
+        connected_on(&i, NEW) && phase(&i) == "confirmed"
+    });
+    assert!(upgraded, "{}", explain(&s, &agent, "web-1"));
+    // The new version waits again (the round starts over), and the release lets it go on.
+    assert!(wait_until(Duration::from_secs(20), || agent.status(false).stdout.contains("state `gate` (1/2)")));
+    s.hub.json(&["done", "app", "web-1", "gate"]);
+    let done = wait_until(Duration::from_secs(30), || {
+        s.instance("web-1")["states"]
+            .as_array()
+            .is_some_and(|st| st.iter().any(|x| x["id"] == "after" && x["status"] == "changed"))
+    });
+    assert!(done, "{}", explain(&s, &agent, "web-1"));
 }
 
 #[test]

@@ -2,8 +2,9 @@
 //! the running round at once (the running state is interrupted, its process group killed); DONEs
 //! release waits (and are kept per version on disk); after a successful round it sleeps
 //! `round_interval` plus the instance's splay, after a ceased one the growing retry delay. Every
-//! attempt of every state, and every round start and end, goes to the outbox. An upgrade order
-//! waits for the round's end (ARCHITECTURE.md §3), but is carried out at once when the agent is
+//! attempt of every state, and every round start and end, goes to the outbox. An upgrade order's
+//! release is downloaded and verified beside the round and installed at its end (ARCHITECTURE.md
+//! §3); the whole upgrade is carried out at once when the agent is
 //! idle between rounds or blocked in a `meta.wait` (that round is interrupted and starts again
 //! from the first state after the restart: released waits are kept on disk).
 
@@ -23,7 +24,10 @@ use super::config::{instance_hash, Config};
 use super::connection::Order;
 use super::outbox::Outbox;
 use super::store::StateFiles;
-use super::upgrade::{self, UpdateOrder};
+use super::upgrade;
+
+/// The download and verification of a release, running beside a round.
+type Preparing = std::pin::Pin<Box<dyn std::future::Future<Output = Option<upgrade::Prepared>> + Send>>;
 use crate::round::{run_round, RoundEvent, RoundOptions, StateReport};
 
 /// A recipe ready to run.
@@ -79,7 +83,7 @@ impl Driver {
             let Some(recipe) = current.take() else {
                 // Nothing to run: wait for a recipe.
                 match self.wake(None, &cancel).await {
-                    Wake::Order(Order::Update(order)) => upgrade::upgrade(&self.config, &self.outbox, &order).await,
+                    Wake::Order(Order::Update(order)) => upgrade::upgrade(&self.config, &self.outbox, order).await,
                     Wake::Order(order) => current = self.on_order_idle(order, None),
                     Wake::Elapsed => {}
                     Wake::Stop => return,
@@ -118,7 +122,10 @@ impl Driver {
             };
             let round_cancel = cancel.child_token();
             let mut next: Option<Current> = None;
-            let mut update: Option<UpdateOrder> = None;
+            // An upgrade order during the round: its release is downloaded and verified meanwhile
+            // (`preparing`), and installed once the round has ended.
+            let mut preparing: Option<Preparing> = None;
+            let mut prepared: Option<upgrade::Prepared> = None;
             let mut interrupted_for_update = false;
             let waiting = AtomicBool::new(false);
             let report = {
@@ -128,7 +135,14 @@ impl Driver {
                 let status = &self.status;
                 let round_fut =
                     run_round(states, &round_ctx, &options, &mut done_rx, &round_cancel, |event| match event {
-                        RoundEvent::Waiting { .. } => waiting.store(true, Ordering::Relaxed),
+                        RoundEvent::Waiting { index } => {
+                            waiting.store(true, Ordering::Relaxed);
+                            let id = states.get(*index).map(|c| c.state.id.clone());
+                            status.update(|s| {
+                                s.state_id = id;
+                                s.state_index = Some(index + 1);
+                            });
+                        }
                         RoundEvent::Started { index, attempt } => {
                             waiting.store(false, Ordering::Relaxed);
                             if *attempt == 1 {
@@ -148,6 +162,10 @@ impl Driver {
                 loop {
                     tokio::select! {
                         report = &mut round_fut => break report,
+                        ready = async { preparing.as_mut().expect("polled only while preparing").await }, if preparing.is_some() => {
+                            preparing = None;
+                            prepared = ready;
+                        }
                         order = self.orders.recv() => match order {
                             None => round_cancel.cancel(),
                             Some(Order::Recipe(raw)) => {
@@ -164,9 +182,11 @@ impl Driver {
                                     interrupted_for_update = true;
                                     round_cancel.cancel();
                                 } else {
-                                    tracing::info!(to = %order.version, "upgrade order: installing it when the round ends");
+                                    tracing::info!(to = %order.version, "upgrade order: downloading it now, installing it when the round ends");
                                 }
-                                update = Some(order);
+                                prepared = None;
+                                let (config, outbox) = (config.clone(), outbox.clone());
+                                preparing = Some(Box::pin(async move { upgrade::prepare(&config, &outbox, order).await }));
                             }
                         },
                     }
@@ -200,13 +220,16 @@ impl Driver {
             if cancel.is_cancelled() {
                 return;
             }
-            if let Some(order) = update {
+            if let Some(still) = preparing {
+                prepared = still.await;
+            }
+            if let Some(ready) = prepared.take() {
                 // Returns only if nothing was installed.
-                upgrade::upgrade(&self.config, &self.outbox, &order).await;
-                if interrupted_for_update && next.is_none() {
-                    current = Some(recipe);
-                    continue;
-                }
+                upgrade::install(&self.config, &self.outbox, ready);
+            }
+            if interrupted_for_update && next.is_none() {
+                current = Some(recipe);
+                continue;
             }
             if let Some(new) = next {
                 failures = 0;
@@ -233,7 +256,7 @@ impl Driver {
                     Wake::Order(Order::Done { recipe_version, id }) => {
                         self.on_done(version, recipe_version, id, &done_tx)
                     }
-                    Wake::Order(Order::Update(order)) => upgrade::upgrade(&self.config, &self.outbox, &order).await,
+                    Wake::Order(Order::Update(order)) => upgrade::upgrade(&self.config, &self.outbox, order).await,
                     Wake::Order(order) => {
                         if let Some(new) = self.on_order_idle(order, current.as_ref()) {
                             failures = 0;

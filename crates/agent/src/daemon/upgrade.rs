@@ -168,13 +168,27 @@ pub fn report(outbox: &Outbox, state: &UpgradeState) {
     }
 }
 
-/// Carries out an order. Returns only when nothing was installed (refused, failed, or not needed);
-/// after a successful install the process has become the new version.
-pub async fn upgrade(config: &Config, outbox: &Outbox, order: &UpdateOrder) {
+/// Carries out an order at once. Returns only when nothing was installed (refused, failed, or not
+/// needed); after a successful install the process has become the new version.
+pub async fn upgrade(config: &Config, outbox: &Outbox, order: UpdateOrder) {
+    if let Some(prepared) = prepare(config, outbox, order).await {
+        install(config, outbox, prepared);
+    }
+}
+
+/// A release downloaded and verified, ready to be installed at the round boundary.
+pub struct Prepared {
+    order: UpdateOrder,
+    state: UpgradeState,
+}
+
+/// Downloads and verifies the order's release into `versions/<v>/opsagent` (a round may run
+/// meanwhile). `None` when there is nothing to install (a refusal or failure is recorded and reported).
+pub async fn prepare(config: &Config, outbox: &Outbox, order: UpdateOrder) -> Option<Prepared> {
     let from = version::version().to_string();
     if order.version == from {
         tracing::info!(version = %from, "upgrade order for the running version: nothing to do");
-        return;
+        return None;
     }
     if let Some(previous) = load(&config.state_dir) {
         let same = previous.to == order.version && previous.sha256 == order.sha256;
@@ -183,7 +197,7 @@ pub async fn upgrade(config: &Config, outbox: &Outbox, order: &UpdateOrder) {
         if same && (previous.phase == ROLLED_BACK || (previous.phase == REFUSED && previous.release_refused)) {
             tracing::warn!(version = %order.version, phase = %previous.phase, reason = ?previous.reason,
                 "not retrying an upgrade that already failed here; the hub needs a new release");
-            return;
+            return None;
         }
     }
     let mut state = UpgradeState {
@@ -195,20 +209,35 @@ pub async fn upgrade(config: &Config, outbox: &Outbox, order: &UpdateOrder) {
         sha256: order.sha256.clone(),
         release_refused: false,
     };
-    match try_upgrade(config, outbox, order, &mut state).await {
-        Ok(never) => match never {},
-        Err(Stop { phase, reason }) => {
-            tracing::error!(from = %state.from, to = %state.to, phase, reason = %reason, "upgrade not installed");
-            state.phase = phase.into();
-            state.release_refused = phase == REFUSED && reason.starts_with("bad signature");
-            state.reason = Some(reason);
-            state.deadline = None;
-            if let Err(e) = save(&config.state_dir, &state) {
-                tracing::error!(error = %format!("{e:#}"), "cannot record the upgrade's end");
-            }
-            report(outbox, &state);
+    match try_prepare(config, outbox, &order, &mut state).await {
+        Ok(()) => Some(Prepared { order, state }),
+        Err(stop) => {
+            end(config, outbox, &mut state, stop);
+            None
         }
     }
+}
+
+/// Swaps `current` to a prepared release and re-executes it. Returns only if that failed (then
+/// `current` is back on the running version, and the failure reported).
+pub fn install(config: &Config, outbox: &Outbox, prepared: Prepared) {
+    let Prepared { order, mut state } = prepared;
+    match try_install(config, outbox, &order, &mut state) {
+        Ok(never) => match never {},
+        Err(stop) => end(config, outbox, &mut state, stop),
+    }
+}
+
+fn end(config: &Config, outbox: &Outbox, state: &mut UpgradeState, Stop { phase, reason }: Stop) {
+    tracing::error!(from = %state.from, to = %state.to, phase, reason = %reason, "upgrade not installed");
+    state.phase = phase.into();
+    state.release_refused = phase == REFUSED && reason.starts_with("bad signature");
+    state.reason = Some(reason);
+    state.deadline = None;
+    if let Err(e) = save(&config.state_dir, state) {
+        tracing::error!(error = %format!("{e:#}"), "cannot record the upgrade's end");
+    }
+    report(outbox, state);
 }
 
 enum Never {}
@@ -226,12 +255,12 @@ fn fail(error: anyhow::Error) -> Stop {
     Stop { phase: FAILED, reason: format!("{error:#}") }
 }
 
-async fn try_upgrade(
+async fn try_prepare(
     config: &Config,
     outbox: &Outbox,
     order: &UpdateOrder,
     state: &mut UpgradeState,
-) -> Result<Never, Stop> {
+) -> Result<(), Stop> {
     if version::compare(&order.version, &state.from).is_lt() && !order.allow_downgrade {
         return Err(refuse(format!(
             "{} is older than the running {}: a downgrade needs `opsagent-hub upgrade --allow-downgrade`",
@@ -293,7 +322,14 @@ async fn try_upgrade(
     installed.map_err(fail)?;
     state.phase = VERIFIED.into();
     step(config, outbox, state).map_err(fail)?;
+    Ok(())
+}
 
+fn try_install(config: &Config, outbox: &Outbox, order: &UpdateOrder, state: &mut UpgradeState) -> Result<Never, Stop> {
+    let layout = Layout::new(&config.install_root);
+    if layout.current_version().as_deref() != Some(state.from.as_str()) {
+        return Err(fail(anyhow::anyhow!("{} moved while the release was prepared", layout.current().display())));
+    }
     state.phase = INSTALLED.into();
     state.deadline = Some(now_secs() + config.upgrade_confirm.as_secs());
     step(config, outbox, state).map_err(fail)?;
