@@ -190,3 +190,36 @@ fn without_an_instance_the_script_takes_the_identity_from_its_arguments() {
     assert!(agents_under(&other).is_empty());
     assert!(!other.join(format!("opt/madeira/versions/{VERSION}/opsagent")).exists());
 }
+
+#[test]
+fn without_curl_the_script_downloads_with_wget() {
+    let dir = scratch();
+    let hub = Hub::start(dir.path());
+    hub.create_app("app");
+    hub.keygen(&dir.path().join("keys"));
+    let binary = agent_with_version(dir.path(), VERSION);
+    hub.release_add(VERSION, &binary, &dir.path().join("keys/release.key"));
+    let made = hub.cli(&["userdata", "--app", "app", "--instance", "vm-w"]);
+    assert_eq!(made.code, 0, "{}", made.stderr);
+    let script = dir.path().join("userdata.sh");
+    std::fs::write(&script, &made.stdout).unwrap();
+
+    // A PATH holding the tools the script uses, wget but no curl.
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let tools = ["wget", "sha256sum", "cut", "mkdir", "chmod", "mv", "rm", "ln", "cat", "setsid", "readlink", "sleep"];
+    for tool in tools {
+        let found =
+            ["/usr/bin", "/bin", "/usr/sbin", "/sbin"].iter().map(|d| Path::new(d).join(tool)).find(|p| p.exists());
+        let Some(found) = found else { panic!("`{tool}` is not installed") };
+        std::os::unix::fs::symlink(found, bin.join(tool)).unwrap();
+    }
+    let root = dir.path().join("root");
+    let _guard = Root(root.clone());
+    let run = Run::from(
+        Command::new("/usr/bin/dash").arg(&script).env("OPSAGENT_ROOT", &root).env("PATH", &bin).output().unwrap(),
+    );
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let connected = wait_until(Duration::from_secs(30), || hub.instance_status("app", "vm-w")["connected"] == true);
+    assert!(connected, "{}", std::fs::read_to_string(root.join("var/lib/madeira/opsagent.log")).unwrap_or_default());
+}
