@@ -149,14 +149,14 @@ impl Mkfs {
 
 /// What `blkid -p` found on a device.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Signature {
+pub(crate) enum Signature {
     /// A filesystem or another content signature (`swap`, `LVM2_member`, `crypto_LUKS`, …).
     Filesystem(String),
     PartitionTable(String),
 }
 
 impl Signature {
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Signature::Filesystem(t) => format!("a `{t}` signature"),
             Signature::PartitionTable(t) => format!("a `{t}` partition table"),
@@ -165,7 +165,7 @@ impl Signature {
 }
 
 /// Reads the device's own signatures with `blkid -p` (low-level probing, no cache).
-async fn probe(ctx: &Ctx, device: &Path) -> Result<Option<Signature>, StateError> {
+pub(crate) async fn probe(ctx: &Ctx, device: &Path) -> Result<Option<Signature>, StateError> {
     let device = device.display().to_string();
     let hint = "install the `util-linux` package (it provides `blkid`)";
     let output = match run_tool(ctx, "blkid", &["-p", "-o", "export", &device], hint).await {

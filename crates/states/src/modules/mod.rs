@@ -17,8 +17,12 @@ pub mod linux_cronjob;
 pub mod linux_dir;
 pub mod linux_file;
 pub mod linux_group;
+pub mod linux_lvm_lv;
+pub mod linux_lvm_pv;
+pub mod linux_lvm_vg;
 pub mod linux_mkfs;
 pub mod linux_mount;
+pub mod linux_raid;
 pub mod linux_service;
 pub mod linux_supervisord;
 pub mod linux_symlink;
@@ -54,6 +58,10 @@ pub const SUPPORTED: &[&str] = &[
     "linux.supervisord",
     "linux.mount",
     "linux.mkfs",
+    "linux.lvm.pv",
+    "linux.lvm.vg",
+    "linux.lvm.lv",
+    "linux.raid",
     "common.pip.package",
     "common.archive",
     "common.virtualenv",
@@ -77,6 +85,10 @@ pub enum Module {
     Svn(common_svn::Svn),
     Mount(linux_mount::Mount),
     Mkfs(linux_mkfs::Mkfs),
+    LvmPv(linux_lvm_pv::Pv),
+    LvmVg(linux_lvm_vg::Vg),
+    LvmLv(linux_lvm_lv::Lv),
+    Raid(linux_raid::Raid),
     PipPackage(common_pip_package::PipPackage),
     Archive(common_archive::Archive),
     Virtualenv(common_virtualenv::Virtualenv),
@@ -110,6 +122,10 @@ impl Module {
             "common.svn" => common_svn::Svn::from_params(state).map(|(m, w)| (Module::Svn(m), w)),
             "linux.mount" => linux_mount::Mount::from_params(state).map(|(m, w)| (Module::Mount(m), w)),
             "linux.mkfs" => linux_mkfs::Mkfs::from_params(state).map(|(m, w)| (Module::Mkfs(m), w)),
+            "linux.lvm.pv" => linux_lvm_pv::Pv::from_params(state).map(|(m, w)| (Module::LvmPv(m), w)),
+            "linux.lvm.vg" => linux_lvm_vg::Vg::from_params(state).map(|(m, w)| (Module::LvmVg(m), w)),
+            "linux.lvm.lv" => linux_lvm_lv::Lv::from_params(state).map(|(m, w)| (Module::LvmLv(m), w)),
+            "linux.raid" => linux_raid::Raid::from_params(state).map(|(m, w)| (Module::Raid(m), w)),
             "common.pip.package" => {
                 common_pip_package::PipPackage::from_params(state).map(|(m, w)| (Module::PipPackage(m), w))
             }
@@ -154,6 +170,10 @@ impl Module {
             Module::Svn(m) => m.check(ctx).await,
             Module::Mount(m) => m.check(ctx).await,
             Module::Mkfs(m) => m.check(ctx).await,
+            Module::LvmPv(m) => m.check(ctx).await,
+            Module::LvmVg(m) => m.check(ctx).await,
+            Module::LvmLv(m) => m.check(ctx).await,
+            Module::Raid(m) => m.check(ctx).await,
             Module::PipPackage(m) => m.check(ctx).await,
             Module::Archive(m) => m.check(ctx).await,
             Module::Virtualenv(m) => m.check(ctx).await,
@@ -187,6 +207,10 @@ impl Module {
             Module::Svn(m) => m.apply(ctx, plan).await,
             Module::Mount(m) => m.apply(ctx, plan).await,
             Module::Mkfs(m) => m.apply(ctx, plan).await,
+            Module::LvmPv(m) => m.apply(ctx, plan).await,
+            Module::LvmVg(m) => m.apply(ctx, plan).await,
+            Module::LvmLv(m) => m.apply(ctx, plan).await,
+            Module::Raid(m) => m.apply(ctx, plan).await,
             Module::PipPackage(m) => m.apply(ctx, plan).await,
             Module::Archive(m) => m.apply(ctx, plan).await,
             Module::Virtualenv(m) => m.apply(ctx, plan).await,

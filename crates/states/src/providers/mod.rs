@@ -2,4 +2,5 @@
 //! own file, so that a module reads as "what is wanted" and the provider as "how this system does it".
 
 pub mod apt;
+pub mod lvm;
 pub mod service;
