@@ -9,6 +9,8 @@
 //! packages and removes the sources file and temp dirs even when a test fails.
 
 mod common;
+#[path = "common/http.rs"]
+mod http_server;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -352,6 +354,24 @@ fn installs_a_deb_file_by_path_or_file_url() {
 }
 
 #[test]
+fn installs_a_deb_file_from_an_http_url_downloaded_once() {
+    let f = Fixture::new();
+    f.publish(&[]);
+    f.declare_repo();
+    let server = http_server::Server::start(None);
+    let deb = std::fs::read(f.deb(PKG_B, "1.0")).unwrap();
+    server.put(&format!("pool/{PKG_B}_1.0_all.deb"), &deb, http_server::Send::Length);
+    let url = server.url(&format!("pool/{PKG_B}_1.0_all.deb"));
+    let recipe = f.recipe(&format!("{{{PKG_B}: \"{url}\"}}"), "");
+    test_then_apply(&f, &recipe, &[&format!("create {PKG_B} (install 1.0 from {url})")]);
+    assert_eq!(dpkg(PKG_B), ("installed".into(), "1.0".into()));
+    // --test downloaded it; apply revalidated that copy (304) instead of downloading it again.
+    let statuses: Vec<u16> = server.take_hits().iter().map(|h| h.status).collect();
+    assert_eq!(statuses, [200, 304]);
+    assert_eq!(f.apply(&recipe, &["--json"]).statuses(), ["repo=ok", "pkgs=ok"]);
+}
+
+#[test]
 fn an_unknown_package_or_version_fails_naming_it() {
     let f = Fixture::new();
     f.publish(&[(PKG_A, "1.0")]);
@@ -387,7 +407,7 @@ fn bad_parameters_are_refused_by_validate() {
   - id: p2
     module: linux.apt.package
     parameter:
-      name: {\"Bad Name\": \"\", nginx: lastest, curl: \"http://example.com/curl.deb\", vim: relative/vim.deb}
+      name: {\"Bad Name\": \"\", nginx: lastest, curl: \"ftp://example.com/curl.deb\", vim: relative/vim.deb}
       deb-conf-file: debconf.txt
   - id: r1
     module: linux.apt.repo
@@ -409,7 +429,7 @@ fn bad_parameters_are_refused_by_validate() {
         "state 1 `p1` (linux.apt.package): parameter `name`: required parameter `name` is missing",
         "parameter `name.Bad Name`: `Bad Name` is not a Debian package name",
         "parameter `name.nginx`: `lastest` is not a Debian version, `latest`, `removed`, `purged` or a `.deb` path",
-        "parameter `name.curl`: installing a package from a URL (`http://example.com/curl.deb`) is not yet supported",
+        "parameter `name.curl`: `ftp://example.com/curl.deb` is neither a local path nor an http(s) URL",
         "parameter `name.vim`: `relative/vim.deb` is not an absolute path",
         "parameter `deb-conf-file`: `debconf.txt` is not an absolute path",
         "state 5 `p3` (linux.apt.package): parameter `verify-gpg`: `verify-gpg: false` is ignored",

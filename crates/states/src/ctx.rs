@@ -26,6 +26,10 @@ pub struct RoundCtx {
     users: Mutex<HashMap<String, Option<UserInfo>>>,
     groups: Mutex<HashMap<String, Option<u32>>>,
     done_once: Mutex<std::collections::HashSet<String>>,
+    /// Extra CA files (PEM) that downloads trust, beside the public and system roots.
+    pub ca_files: Vec<PathBuf>,
+    tls: std::sync::OnceLock<Result<Arc<rustls::ClientConfig>, crate::http::HttpError>>,
+    fetched: Mutex<HashMap<String, crate::fetch::Downloaded>>,
 }
 
 /// The parts of a passwd entry that modules use.
@@ -47,6 +51,9 @@ impl RoundCtx {
             users: Mutex::default(),
             groups: Mutex::default(),
             done_once: Mutex::default(),
+            ca_files: Vec::new(),
+            tls: std::sync::OnceLock::new(),
+            fetched: Mutex::default(),
         }
     }
 
@@ -59,6 +66,21 @@ impl RoundCtx {
     /// Forgets `key`, so that the next [`RoundCtx::first_in_round`] is true again (after a failed refresh).
     pub fn forget(&self, key: &str) {
         self.done_once.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    }
+
+    /// The TLS configuration for downloads, built on first use.
+    pub fn tls(&self) -> Result<Arc<rustls::ClientConfig>, crate::http::HttpError> {
+        self.tls.get_or_init(|| crate::fetch::tls_for(&self.ca_files)).clone()
+    }
+
+    /// The download of `url` made earlier in this round, if any.
+    pub fn fetched(&self, url: &str) -> Option<crate::fetch::Downloaded> {
+        self.fetched.lock().unwrap_or_else(|p| p.into_inner()).get(url).cloned()
+    }
+
+    /// Remembers a download for the rest of the round.
+    pub fn remember_fetch(&self, url: &str, downloaded: &crate::fetch::Downloaded) {
+        self.fetched.lock().unwrap_or_else(|p| p.into_inner()).insert(url.to_string(), downloaded.clone());
     }
 
     /// Drops the user and group caches (after a module created or changed accounts).

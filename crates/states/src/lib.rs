@@ -14,9 +14,12 @@
 //! timeout and cancellation kill the whole group). This crate never decides round order or
 //! retries: that is the `engine`'s job.
 
+pub mod checksum;
 pub mod ctx;
 pub mod diff;
+pub mod fetch;
 pub mod fsutil;
+pub mod http;
 pub mod modules;
 pub mod process;
 pub mod providers;
@@ -211,6 +214,8 @@ pub enum StateError {
     MissingTool { tool: String, hint: String },
     #[error("package `{package}` {problem}")]
     Package { package: String, problem: String },
+    #[error("downloading {url}: {problem}")]
+    Download { url: String, problem: String },
     #[error("interrupted")]
     Cancelled,
 }

@@ -70,11 +70,6 @@ impl Driver {
             tracing::info!(recipe_version = c.version, states = c.states.len(), "running the cached recipe");
         }
         self.version_tx.send_replace(current.as_ref().map(|c| c.version));
-        let round_ctx = Arc::new({
-            let mut ctx = RoundCtx::new(self.config.state_dir.clone());
-            ctx.kill_grace = self.config.kill_grace;
-            ctx
-        });
         let mut round_no = self.files.last_round();
         let mut failures: u32 = 0;
         let splay = self.config.splay.mul_f64((instance_hash(&self.config.instance_id) % 1000) as f64 / 1000.0);
@@ -121,6 +116,14 @@ impl Driver {
                 default_wait_timeout: None,
             };
             let round_cancel = cancel.child_token();
+            // Fresh per round: its caches (users, groups, the once-per-round package refresh,
+            // downloads) must not outlive the round, or drift made meanwhile would go unseen.
+            let round_ctx = Arc::new({
+                let mut ctx = RoundCtx::new(self.config.state_dir.clone());
+                ctx.kill_grace = self.config.kill_grace;
+                ctx.ca_files = self.config.ca_file.iter().cloned().collect();
+                ctx
+            });
             let mut next: Option<Current> = None;
             // An upgrade order during the round: its release is downloaded and verified meanwhile
             // (`preparing`), and installed once the round has ended.

@@ -2,7 +2,7 @@
 //!
 //! | parameter | type | default | notes |
 //! |---|---|---|---|
-//! | `source` | absolute path or `file://` URL | required | the archive on this machine; the format comes from its name: `.tar`, `.tar.gz`/`.tgz`/`.gz`, `.tar.bz2`/`.tbz`/`.tbz2`/`.bz2`/`.bz`, `.tar.xz`/`.txz`/`.xz`, `.zip`; `http(s)://` is not yet supported |
+//! | `source` | absolute path, `file://` or `http(s)://` URL | required | the archive; the format comes from its name: `.tar`, `.tar.gz`/`.tgz`/`.gz`, `.tar.bz2`/`.tbz`/`.tbz2`/`.bz2`/`.bz`, `.tar.xz`/`.txz`/`.xz`, `.zip`; a URL is downloaded into the agent's cache (TLS verified) and revalidated once per round |
 //! | `path` | absolute path | required | extract into this directory; created (mode 0755) with its parents |
 //! | `checksum` | `ALGO:HEX` | — | `md5:…`, `sha1:…`, `sha256:…` or `sha512:…` (the original's `md5=…` too); the archive is verified **before** anything is extracted, and a mismatch fails the state |
 //! | `if-path-absent` | list of absolute paths | — | extract only while none of these exists |
@@ -10,7 +10,10 @@
 //! "Already fine" means, with `if-path-absent`: one of those paths exists. Otherwise: `path` exists
 //! and the archive's checksum — the `checksum` given, else the SHA-256 of the file — and `path` are
 //! the ones recorded in `<state dir>/archive/<state id>.json` after the last successful extraction,
-//! so a changed archive (or a new `checksum`) is extracted again. Extraction uses `tar` or `unzip`
+//! so a changed archive (or a new `checksum`) is extracted again. With a `checksum` and an `http(s)`
+//! source, a converged state asks no server at all; without one, the cached download is revalidated
+//! with the server (a `304` costs no transfer), and a download that does not match `checksum` is
+//! thrown away before anything is extracted. Extraction uses `tar` or `unzip`
 //! (a missing one fails the state, naming it). Members with absolute paths or `..` components are
 //! refused before anything is extracted.
 //!
@@ -36,18 +39,21 @@
 //! ```
 
 use std::fs;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use opsagent_recipe::{Diagnostic, Kind, ParamReader, Pos, State};
-use sha2::Digest;
+use opsagent_recipe::{Diagnostic, Kind, ParamReader, State};
 
 use super::linux_file::{absolute_path, check_absolute, create_parents};
+use crate::checksum::{self, digest_file, Algo, Checksum};
 use crate::ctx::Owner;
+use crate::fetch::Source;
 use crate::process::run_tool;
 use crate::{fsutil, Action, Change, Ctx, Outcome, Plan, StateError};
 
+/// The largest archive downloaded.
+const MAX_ARCHIVE: u64 = 16 << 30;
 const TAR_HINT: &str = "install the `tar` package";
 const UNZIP_HINT: &str = "install the `unzip` package (an earlier `linux.apt.package` state can)";
 
@@ -59,53 +65,11 @@ pub enum Format {
     Zip,
 }
 
-/// A checksum algorithm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Algo {
-    Md5,
-    Sha1,
-    Sha256,
-    Sha512,
-}
-
-impl Algo {
-    fn name(self) -> &'static str {
-        match self {
-            Algo::Md5 => "md5",
-            Algo::Sha1 => "sha1",
-            Algo::Sha256 => "sha256",
-            Algo::Sha512 => "sha512",
-        }
-    }
-
-    fn hex_len(self) -> usize {
-        match self {
-            Algo::Md5 => 32,
-            Algo::Sha1 => 40,
-            Algo::Sha256 => 64,
-            Algo::Sha512 => 128,
-        }
-    }
-}
-
-/// An expected checksum: `algo:hex` (hex in lower case).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Checksum {
-    pub algo: Algo,
-    pub hex: String,
-}
-
-impl std::fmt::Display for Checksum {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.algo.name(), self.hex)
-    }
-}
-
 /// A validated `common.archive`.
 #[derive(Debug, Clone)]
 pub struct Archive {
     pub state_id: String,
-    pub source: PathBuf,
+    pub source: Source,
     pub format: Format,
     pub path: PathBuf,
     pub checksum: Option<Checksum>,
@@ -118,15 +82,15 @@ impl Archive {
         let source_pos = p.node("source").and_then(|n| n.pos);
         let source = p
             .required_string("source", "give the archive's path, e.g. `source: /var/cache/app.tar.gz`")
-            .and_then(|s| read_source(&mut p, source_pos, &s));
-        let format = source.as_deref().and_then(|s| {
-            let format = format_of(s);
+            .and_then(|s| Source::read(&mut p, "source", source_pos, &s, "/srv/app.tar.gz"));
+        let format = source.as_ref().and_then(|s| {
+            let format = format_of(&s.file_name());
             if format.is_none() {
                 p.report(
                     Kind::BadValue,
                     "source",
                     source_pos,
-                    format!("cannot tell the archive format of `{}` from its name", s.display()),
+                    format!("cannot tell the archive format of `{s}` from its name"),
                     Some(
                         "name it `.tar`, `.tar.gz`/`.tgz`, `.tar.bz2`/`.tbz`/`.bz2`, `.tar.xz`/`.txz` or `.zip`".into(),
                     ),
@@ -135,14 +99,7 @@ impl Archive {
             format
         });
         let path = absolute_path(&mut p, "path");
-        let sum_pos = p.node("checksum").and_then(|n| n.pos);
-        let checksum = p.string("checksum").filter(|c| !c.trim().is_empty()).and_then(|c| {
-            let parsed = parse_checksum(&c);
-            if let Err((kind, message, hint)) = &parsed {
-                p.report(*kind, "checksum", sum_pos, message.clone(), Some(hint.clone()));
-            }
-            parsed.ok()
-        });
+        let checksum = checksum::param(&mut p, "checksum");
         let absent_pos = p.node("if-path-absent").and_then(|n| n.pos);
         let absent = p.string_list("if-path-absent").unwrap_or_default();
         let if_path_absent = absent
@@ -165,20 +122,24 @@ impl Archive {
         if self.if_path_absent.is_empty() && self.path.exists() {
             let sum = match &self.checksum {
                 Some(c) => c.to_string(),
-                None => Checksum { algo: Algo::Sha256, hex: digest_file(&self.source, Algo::Sha256)? }.to_string(),
+                None => {
+                    let local = self.source.local(ctx, None, MAX_ARCHIVE).await?;
+                    Checksum { algo: Algo::Sha256, hex: digest_file(&local, Algo::Sha256)? }.to_string()
+                }
             };
             if self.recorded(ctx) == Some(self.record(&sum)) {
                 return Ok(plan);
             }
         }
-        let sum = self.verify()?;
-        let members = self.members(ctx).await?;
+        let local = self.source.local(ctx, self.checksum.as_ref(), MAX_ARCHIVE).await?;
+        let sum = self.verify(&local)?;
+        let members = self.members(ctx, &local).await?;
         let action = if self.path.exists() { Action::Update } else { Action::Create };
         let short = sum.get(..sum.find(':').map_or(0, |i| i + 13)).unwrap_or(&sum);
         plan.changes.push(Change::new(
             action,
             self.path.display().to_string(),
-            format!("extract {} ({} entries, {short}…)", self.source.display(), members.len()),
+            format!("extract {} ({} entries, {short}…)", self.source, members.len()),
         ));
         Ok(plan)
     }
@@ -188,8 +149,9 @@ impl Archive {
             return Ok(plan.into());
         }
         // Verified again right before extracting: the file may have changed since `check`.
-        let sum = self.verify()?;
-        self.members(ctx).await?;
+        let local = self.source.local(ctx, self.checksum.as_ref(), MAX_ARCHIVE).await?;
+        let sum = self.verify(&local)?;
+        self.members(ctx, &local).await?;
         let exists = match fs::symlink_metadata(&self.path) {
             Ok(meta) if meta.is_dir() => true,
             Ok(_) => {
@@ -204,7 +166,7 @@ impl Archive {
         create_parents(&parent)?;
         let staging = Staging::create(if exists { &self.path } else { &parent }, &self.path)?;
         let dir = staging.0.display().to_string();
-        let source = self.source.display().to_string();
+        let source = local.display().to_string();
         let output = match self.format {
             Format::Tar(flag) => {
                 let mut args = vec!["-x"];
@@ -239,13 +201,13 @@ impl Archive {
     }
 
     /// Checks the archive against `checksum`; returns the checksum to record.
-    fn verify(&self) -> Result<String, StateError> {
+    fn verify(&self, local: &Path) -> Result<String, StateError> {
         match &self.checksum {
             Some(expected) => {
-                let actual = digest_file(&self.source, expected.algo)?;
+                let actual = digest_file(local, expected.algo)?;
                 if actual != expected.hex {
                     return Err(StateError::Conflict {
-                        path: self.source.clone(),
+                        path: local.to_path_buf(),
                         problem: format!(
                             "has {}:{actual}, not the {expected} that `checksum` names; nothing was extracted",
                             expected.algo.name()
@@ -254,13 +216,13 @@ impl Archive {
                 }
                 Ok(expected.to_string())
             }
-            None => Ok(Checksum { algo: Algo::Sha256, hex: digest_file(&self.source, Algo::Sha256)? }.to_string()),
+            None => Ok(Checksum { algo: Algo::Sha256, hex: digest_file(local, Algo::Sha256)? }.to_string()),
         }
     }
 
     /// The archive's member names, refused when one would land outside `path`.
-    async fn members(&self, ctx: &Ctx) -> Result<Vec<String>, StateError> {
-        let source = self.source.display().to_string();
+    async fn members(&self, ctx: &Ctx, local: &Path) -> Result<Vec<String>, StateError> {
+        let source = local.display().to_string();
         let output = match self.format {
             Format::Tar(flag) => {
                 let mut args = vec!["-t"];
@@ -273,7 +235,7 @@ impl Archive {
         let names: Vec<String> = String::from_utf8_lossy(&output.stdout.bytes).lines().map(String::from).collect();
         if let Some(bad) = names.iter().find(|n| unsafe_member(n)) {
             return Err(StateError::Conflict {
-                path: self.source.clone(),
+                path: local.to_path_buf(),
                 problem: format!(
                     "holds the member `{bad}`, which would be written outside `path` (an absolute path or `..`); \
                      nothing was extracted"
@@ -369,48 +331,8 @@ fn unsafe_member(name: &str) -> bool {
     name.starts_with('/') || name.split('/').any(|c| c == "..")
 }
 
-/// `source` as a path: a local absolute path or a `file://` URL.
-fn read_source(p: &mut ParamReader<'_>, pos: Option<Pos>, source: &str) -> Option<PathBuf> {
-    let lower = source.to_ascii_lowercase();
-    if lower.starts_with("http://") || lower.starts_with("https://") {
-        p.report(
-            Kind::NotYetSupported,
-            "source",
-            pos,
-            "downloading archives over http(s) is not yet supported",
-            Some("download it with an earlier `linux.cmd` state (e.g. `curl -fsSLo /var/cache/app.tgz URL`) and give that path".into()),
-        );
-        return None;
-    }
-    let path = match source.strip_prefix("file://") {
-        Some(rest) if rest.starts_with('/') => rest,
-        Some(_) => {
-            p.report(
-                Kind::BadValue,
-                "source",
-                pos,
-                format!("`{source}` is not a local `file://` URL"),
-                Some("write `file:///absolute/path` (three slashes) or the path itself".into()),
-            );
-            return None;
-        }
-        None if source.contains("://") => {
-            p.report(
-                Kind::BadValue,
-                "source",
-                pos,
-                format!("`{source}` is not a local path"),
-                Some("give the archive's absolute path or a `file://` URL".into()),
-            );
-            return None;
-        }
-        None => source,
-    };
-    check_absolute(p, "source", pos, path)
-}
-
-fn format_of(source: &Path) -> Option<Format> {
-    let name = source.file_name()?.to_string_lossy().to_ascii_lowercase();
+fn format_of(name: &str) -> Option<Format> {
+    let name = name.to_ascii_lowercase();
     let ends = |exts: &[&str]| exts.iter().any(|e| name.ends_with(e));
     if ends(&[".tar.gz", ".tgz", ".gz"]) {
         Some(Format::Tar(Some("-z")))
@@ -427,65 +349,13 @@ fn format_of(source: &Path) -> Option<Format> {
     }
 }
 
-type ChecksumError = (Kind, String, String);
-
-fn parse_checksum(text: &str) -> Result<Checksum, ChecksumError> {
-    let text = text.trim();
-    let hint = "write `md5:HEX`, `sha1:HEX`, `sha256:HEX` or `sha512:HEX`".to_string();
-    if text.starts_with("http://") || text.starts_with("https://") {
-        return Err((Kind::NotYetSupported, "a checksum file URL is not yet supported".into(), hint));
-    }
-    let Some((algo, hex)) = text.split_once(':').or_else(|| text.split_once('=')) else {
-        return Err((Kind::BadValue, format!("`{text}` does not name its algorithm"), hint));
-    };
-    let algo = match algo.trim().to_ascii_lowercase().as_str() {
-        "md5" => Algo::Md5,
-        "sha1" => Algo::Sha1,
-        "sha256" => Algo::Sha256,
-        "sha512" => Algo::Sha512,
-        other => return Err((Kind::BadValue, format!("`{other}` is not a checksum algorithm opsagent knows"), hint)),
-    };
-    let hex = hex.trim().to_ascii_lowercase();
-    if hex.len() != algo.hex_len() || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err((
-            Kind::BadValue,
-            format!("`{hex}` is not a {} checksum ({} hex digits)", algo.name(), algo.hex_len()),
-            hint,
-        ));
-    }
-    Ok(Checksum { algo, hex })
-}
-
-/// The hex digest of a file, read in chunks.
-fn digest_file(path: &Path, algo: Algo) -> Result<String, StateError> {
-    fn run<D: Digest>(mut file: fs::File) -> io::Result<String> {
-        let mut hasher = D::new();
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = file.read(&mut buf)?;
-            if n == 0 {
-                return Ok(hex::encode(hasher.finalize()));
-            }
-            hasher.update(&buf[..n]);
-        }
-    }
-    let file = fs::File::open(path).map_err(StateError::io("reading the archive", path))?;
-    match algo {
-        Algo::Md5 => run::<md5::Md5>(file),
-        Algo::Sha1 => run::<sha1::Sha1>(file),
-        Algo::Sha256 => run::<sha2::Sha256>(file),
-        Algo::Sha512 => run::<sha2::Sha512>(file),
-    }
-    .map_err(StateError::io("reading the archive", path))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn formats_come_from_the_name() {
-        let f = |n: &str| format_of(Path::new(n));
+        let f = |n: &str| format_of(n.rsplit('/').next().unwrap_or(n));
         assert_eq!(f("/a/app.tar.gz"), Some(Format::Tar(Some("-z"))));
         assert_eq!(f("/a/APP.TGZ"), Some(Format::Tar(Some("-z"))));
         assert_eq!(f("/a/app.tbz"), Some(Format::Tar(Some("-j"))));
@@ -495,16 +365,6 @@ mod tests {
         assert_eq!(f("/a/app.zip"), Some(Format::Zip));
         assert_eq!(f("/a/app.rar"), None);
         assert_eq!(f("/a/app"), None);
-    }
-
-    #[test]
-    fn checksums_parse() {
-        let md5 = "d41d8cd98f00b204e9800998ecf8427e";
-        assert_eq!(parse_checksum(&format!("md5:{md5}")).unwrap().to_string(), format!("md5:{md5}"));
-        assert_eq!(parse_checksum(&format!("MD5={}", md5.to_uppercase())).unwrap().to_string(), format!("md5:{md5}"));
-        assert!(parse_checksum("sha256:abc").unwrap_err().1.contains("is not a sha256 checksum"));
-        assert!(parse_checksum("crc:00").unwrap_err().1.contains("`crc` is not a checksum algorithm"));
-        assert_eq!(parse_checksum("https://x/sum").unwrap_err().0, Kind::NotYetSupported);
     }
 
     #[test]

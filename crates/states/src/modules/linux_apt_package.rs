@@ -16,7 +16,7 @@
 //! | `latest` | installed at the candidate version (upgraded when the repositories offer a newer one) |
 //! | `removed` | not installed (`apt-get remove`; configuration files stay) |
 //! | `purged` | not installed and no configuration files left (`apt-get purge`) |
-//! | `/path/pkg.deb` or `file:///path/pkg.deb` | installed from that file, at the file's version; `http(s)://` URLs are not yet supported |
+//! | `/path/pkg.deb`, `file:///path/pkg.deb` or `https://host/pkg.deb` | installed from that file, at the file's version; a URL is downloaded into the agent's cache (TLS verified) and revalidated once per round |
 //!
 //! "Already fine" means dpkg reports every package as wanted: installed (at the version, or at
 //! least the candidate for `latest`), or absent. `check` reads the installed packages with
@@ -52,6 +52,7 @@ use std::path::PathBuf;
 use opsagent_recipe::{Diagnostic, Kind, ParamReader, State};
 
 use super::linux_file::check_absolute;
+use crate::fetch::Source;
 use crate::process::Tail;
 use crate::providers::apt::{self, DpkgState, Installed};
 use crate::{Action, Change, Ctx, Outcome, Plan, StateError};
@@ -73,8 +74,8 @@ pub enum Wanted {
     Latest,
     Removed,
     Purged,
-    /// Installed from this local `.deb` file.
-    Deb(PathBuf),
+    /// Installed from this `.deb` file (a path or an http(s) URL).
+    Deb(Source),
 }
 
 /// What apt does to one package.
@@ -87,6 +88,9 @@ enum Verb {
     Purge,
 }
 
+/// The largest `.deb` downloaded.
+const MAX_DEB: u64 = 4 << 30;
+
 /// One change to make, as `check` found it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Op {
@@ -98,6 +102,8 @@ struct Op {
     to: Option<String>,
     /// The `.deb` file to install it from.
     file: Option<PathBuf>,
+    /// How the recipe names that file (its URL), when not by `file`'s path.
+    shown: Option<String>,
 }
 
 impl Op {
@@ -114,7 +120,9 @@ impl Op {
             Verb::Purge if self.from.is_none() => (Action::Remove, "purge config files".to_string()),
             Verb::Purge => (Action::Remove, format!("purge {from}")),
         };
-        if let Some(file) = &self.file {
+        if let Some(shown) = &self.shown {
+            detail.push_str(&format!(" from {shown}"));
+        } else if let Some(file) = &self.file {
             detail.push_str(&format!(" from {}", file.display()));
         }
         Change::new(action, &self.package, detail.trim_end())
@@ -278,17 +286,21 @@ impl AptPackage {
     /// What must change, package by package, in recipe order.
     async fn plan(&self, ctx: &Ctx) -> Result<Vec<Op>, StateError> {
         // The package held by each `.deb`, checked against the name the recipe gives it.
-        let mut debs: HashMap<&str, (PathBuf, String)> = HashMap::new();
+        let mut debs: HashMap<&str, (PathBuf, String, Option<String>)> = HashMap::new();
         for (name, wanted) in &self.packages {
-            if let Wanted::Deb(file) = wanted {
-                let (package, version) = apt::deb_identity(ctx, file).await?;
+            if let Wanted::Deb(source) = wanted {
+                let file = source.local(ctx, None, MAX_DEB).await?;
+                let (package, version) = apt::deb_identity(ctx, &file).await?;
                 if package != base_name(name) {
                     return Err(StateError::Conflict {
                         path: file.clone(),
-                        problem: format!("holds package `{package}`, not `{name}`; name the entry `{package}`"),
+                        problem: format!(
+                            "({source}) holds package `{package}`, not `{name}`; name the entry `{package}`"
+                        ),
                     });
                 }
-                debs.insert(name, (file.clone(), version));
+                let shown = matches!(source, Source::Remote(_)).then(|| source.to_string());
+                debs.insert(name, (file, version, shown));
             }
         }
         let names: Vec<&str> = self.packages.iter().map(|(n, _)| n.as_str()).collect();
@@ -315,11 +327,13 @@ impl AptPackage {
                     _ => ops.push(op(Verb::Purge, name, Some(now.version), None, None)),
                 },
                 Wanted::Deb(_) => {
-                    let (file, version) = &debs[name.as_str()];
+                    let (file, version, shown) = &debs[name.as_str()];
                     if !(now.is_installed() && now.version == *version) {
                         let verb = change_verb(&now, version);
                         let from = now.is_installed().then(|| now.version.clone());
-                        ops.push(op(verb, name, from, Some(version.clone()), Some(file.clone())));
+                        let mut op = op(verb, name, from, Some(version.clone()), Some(file.clone()));
+                        op.shown = shown.clone();
+                        ops.push(op);
                     }
                 }
             }
@@ -397,7 +411,7 @@ impl AptPackage {
 }
 
 fn op(verb: Verb, package: &str, from: Option<String>, to: Option<String>, file: Option<PathBuf>) -> Op {
-    Op { verb, package: package.to_string(), from, to, file }
+    Op { verb, package: package.to_string(), from, to, file, shown: None }
 }
 
 /// Install, upgrade or downgrade, from what is installed to `to`.
@@ -437,16 +451,6 @@ fn parse_wanted(p: &mut ParamReader<'_>, path: &str, pos: Option<opsagent_recipe
         _ => {}
     }
     let lower = value.to_ascii_lowercase();
-    if ["http://", "https://", "ftp://"].iter().any(|s| lower.starts_with(s)) {
-        p.report(
-            Kind::NotYetSupported,
-            path,
-            pos,
-            format!("installing a package from a URL (`{value}`) is not yet supported"),
-            Some("download it in an earlier state and give the local path (`/var/cache/pkg.deb`), or serve it from a `linux.apt.repo` repository".into()),
-        );
-        return None;
-    }
     if lower.ends_with(".rpm") {
         p.report(
             Kind::BadValue,
@@ -457,10 +461,7 @@ fn parse_wanted(p: &mut ParamReader<'_>, path: &str, pos: Option<opsagent_recipe
         );
         return None;
     }
-    if let Some(rest) = value.strip_prefix("file://") {
-        return check_deb(p, path, pos, rest);
-    }
-    if value.starts_with('/') || lower.ends_with(".deb") {
+    if value.contains("://") || value.starts_with('/') || lower.ends_with(".deb") {
         return check_deb(p, path, pos, value);
     }
     if is_version(value) {
@@ -480,18 +481,18 @@ fn parse_wanted(p: &mut ParamReader<'_>, path: &str, pos: Option<opsagent_recipe
 }
 
 fn check_deb(p: &mut ParamReader<'_>, path: &str, pos: Option<opsagent_recipe::Pos>, file: &str) -> Option<Wanted> {
-    let file = check_absolute(p, path, pos, file)?;
-    if !file.to_string_lossy().ends_with(".deb") {
+    let source = Source::read(p, path, pos, file, "/srv/pkg_1.0_all.deb")?;
+    if !source.file_name().ends_with(".deb") {
         p.report(
             Kind::BadValue,
             path,
             pos,
-            format!("`{}` is not a `.deb` file", file.display()),
+            format!("`{source}` is not a `.deb` file"),
             Some("give the path of a Debian package file, ending in `.deb`".into()),
         );
         return None;
     }
-    Some(Wanted::Deb(file))
+    Some(Wanted::Deb(source))
 }
 
 /// Debian package names: `[a-z0-9][a-z0-9+.-]+`, with an optional `:arch`.

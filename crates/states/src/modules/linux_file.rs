@@ -8,7 +8,8 @@
 //! | `group` | group name or gid | unmanaged | |
 //! | `mode` | octal string | `0644` for new files | `"0644"`, `"644"` and `644` all mean rw-r--r-- |
 //! | `absent` | bool | `false` | remove the file instead |
-//! | `remote_uri` | URL | — | not yet supported |
+//! | `remote_uri` | `https://`, `http://` or `file://` URL, or a path | — | the content comes from there instead of `content`: downloaded (TLS verified) into the agent's cache, revalidated with the server once per round (`If-None-Match`/`If-Modified-Since`), up to 256 MiB |
+//! | `checksum` | `ALGO:HEX` | — | ours: the `remote_uri` file must have this `sha256:…` (or `sha512`, `sha1`, `md5`); a download that does not match fails the state and nothing is written; with it, a file that already matches asks no server |
 //!
 //! Missing parent directories are created (mode 0755). "Already fine" means the content, owner
 //! and mode match (the file is not touched: inode and mtime stay). `--test` shows a unified diff of
@@ -21,6 +22,7 @@
 //!   parameter: { path: /etc/motd, content: "hello\n", mode: "0644", user: root, group: root }
 //! ```
 
+use std::borrow::Cow;
 use std::fs;
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -28,18 +30,26 @@ use std::path::{Path, PathBuf};
 
 use opsagent_recipe::{Diagnostic, Kind, ParamReader, State};
 
+use crate::checksum::{self, digest_file, Checksum};
 use crate::ctx::{Owner, RoundCtx};
+use crate::fetch::Source;
 use crate::fsutil;
 use crate::{diff, Action, Change, Ctx, Outcome, Plan, StateError};
 
 /// Mode of a new file when the recipe names none.
 pub const DEFAULT_FILE_MODE: u32 = 0o644;
 
+/// The largest `remote_uri` file.
+const MAX_REMOTE_FILE: u64 = 256 << 20;
+
 /// A validated `linux.file`.
 #[derive(Debug, Clone)]
 pub struct File {
     pub path: PathBuf,
     pub content: Option<String>,
+    /// Where the content comes from instead (`remote_uri`).
+    pub remote: Option<Source>,
+    pub checksum: Option<Checksum>,
     pub user: Option<String>,
     pub group: Option<String>,
     pub mode: Option<u32>,
@@ -55,22 +65,69 @@ impl File {
         let group = p.string("group");
         let mode = p.mode("mode");
         let absent = p.bool("absent").unwrap_or(false);
-        if p.has("remote_uri") {
-            let node = p.node("remote_uri");
+        let remote_pos = p.node("remote_uri").and_then(|n| n.pos);
+        let remote = p
+            .string("remote_uri")
+            .filter(|u| !u.trim().is_empty())
+            .and_then(|u| Source::read(&mut p, "remote_uri", remote_pos, u.trim(), "/srv/app.conf"));
+        let checksum = checksum::param(&mut p, "checksum");
+        // The IDE sends an empty `content` beside a `remote_uri`: only a real one conflicts.
+        let content = if remote.is_some() { content.filter(|c| !c.is_empty()) } else { content };
+        if remote.is_some() && content.is_some() {
+            let pos = p.node("content").and_then(|n| n.pos);
             p.report(
-                Kind::NotYetSupported,
-                "remote_uri",
-                node.and_then(|n| n.pos),
-                "`remote_uri` is not yet supported",
-                Some("put the content in `content`, or fetch it with a `linux.cmd` state".into()),
+                Kind::BadValue,
+                "content",
+                pos,
+                "`content` and `remote_uri` both give the file's content",
+                Some("keep one of them".into()),
             );
         }
-        let warnings = p.finish(&["path", "content", "user", "group", "mode", "absent", "remote_uri"], &[])?;
+        if checksum.is_some() && remote.is_none() {
+            let pos = p.node("checksum").and_then(|n| n.pos);
+            p.report(
+                Kind::BadValue,
+                "checksum",
+                pos,
+                "`checksum` verifies a `remote_uri` download, and there is no `remote_uri`",
+                Some("add `remote_uri`, or remove `checksum`".into()),
+            );
+        }
+        let warnings =
+            p.finish(&["path", "content", "user", "group", "mode", "absent", "remote_uri", "checksum"], &[])?;
         let path = path.expect("finish fails when the path is missing or invalid");
-        Ok((File { path, content, user, group, mode, absent }, warnings))
+        Ok((File { path, content, remote, checksum, user, group, mode, absent }, warnings))
     }
 
-    pub fn check(&self, ctx: &Ctx) -> Result<Plan, StateError> {
+    /// The content wanted: `content`, the `remote_uri` file (downloaded once per round), or none.
+    async fn desired(&self, ctx: &Ctx) -> Result<Option<Cow<'_, [u8]>>, StateError> {
+        let Some(source) = &self.remote else {
+            return Ok(self.content.as_deref().map(|c| Cow::Borrowed(c.as_bytes())));
+        };
+        let local = source.local(ctx, self.checksum.as_ref(), MAX_REMOTE_FILE).await?;
+        if let (Source::Local(_), Some(expected)) = (source, &self.checksum) {
+            let actual = digest_file(&local, expected.algo)?;
+            if actual != expected.hex {
+                return Err(StateError::Conflict {
+                    path: local,
+                    problem: format!(
+                        "has {}:{actual}, not the {expected} that `checksum` names; nothing was written",
+                        expected.algo.name()
+                    ),
+                });
+            }
+        }
+        let size = fs::metadata(&local).map_err(StateError::io("reading", &local))?.len();
+        if size > MAX_REMOTE_FILE {
+            return Err(StateError::Conflict {
+                path: local,
+                problem: format!("is {size} bytes, more than `linux.file` handles ({MAX_REMOTE_FILE})"),
+            });
+        }
+        Ok(Some(Cow::Owned(fs::read(&local).map_err(StateError::io("reading", &local))?)))
+    }
+
+    pub async fn check(&self, ctx: &Ctx) -> Result<Plan, StateError> {
         let shown = self.path.display().to_string();
         let mut plan = Plan::default();
         let path = resolve_link(&self.path)?;
@@ -86,6 +143,7 @@ impl File {
             return Ok(plan);
         }
         let owner = ctx.round.owner(self.user.as_deref(), self.group.as_deref())?;
+        let desired = self.desired(ctx).await?;
         let Some(meta) = meta else {
             if !fsutil::parent_of(&path).exists() {
                 plan.changes.push(Change::new(
@@ -94,14 +152,15 @@ impl File {
                     "missing parent directories, mode 0755",
                 ));
             }
-            let content = self.content.as_deref().unwrap_or("");
+            let content = desired.as_deref().unwrap_or(b"");
+            let from = self.remote.as_ref().map(|s| format!(" from {s}")).unwrap_or_default();
             plan.changes.push(Change::new(
                 Action::Create,
                 &shown,
-                format!("{} bytes, mode {:04o}", content.len(), self.mode.unwrap_or(DEFAULT_FILE_MODE)),
+                format!("{} bytes{from}, mode {:04o}", content.len(), self.mode.unwrap_or(DEFAULT_FILE_MODE)),
             ));
             if !ctx.sensitive {
-                plan.diff = Some(diff::unified(&shown, b"", content.as_bytes()));
+                plan.diff = Some(diff::unified(&shown, b"", content));
             }
             return Ok(plan);
         };
@@ -111,18 +170,19 @@ impl File {
                 problem: "exists and is not a regular file; remove it or choose another path".into(),
             });
         }
-        if let Some(content) = &self.content {
+        if let Some(content) = desired.as_deref() {
             let same = meta.len() == content.len() as u64
-                && fs::read(&path).map_err(StateError::io("reading", &path))? == content.as_bytes();
+                && fs::read(&path).map_err(StateError::io("reading", &path))? == content;
             if !same {
                 let current = fs::read(&path).map_err(StateError::io("reading", &path))?;
+                let from = self.remote.as_ref().map(|s| format!(" from {s}")).unwrap_or_default();
                 plan.changes.push(Change::new(
                     Action::Update,
                     &shown,
-                    format!("content, {} -> {} bytes", current.len(), content.len()),
+                    format!("content{from}, {} -> {} bytes", current.len(), content.len()),
                 ));
                 if !ctx.sensitive {
-                    plan.diff = Some(diff::unified(&shown, &current, content.as_bytes()));
+                    plan.diff = Some(diff::unified(&shown, &current, content));
                 }
             }
         }
@@ -130,7 +190,7 @@ impl File {
         Ok(plan)
     }
 
-    pub fn apply(&self, ctx: &Ctx, plan: Plan) -> Result<Outcome, StateError> {
+    pub async fn apply(&self, ctx: &Ctx, plan: Plan) -> Result<Outcome, StateError> {
         let path = resolve_link(&self.path)?;
         if self.absent {
             match fs::remove_file(&path) {
@@ -158,8 +218,9 @@ impl File {
                 ),
                 Err(_) => (self.mode.unwrap_or(DEFAULT_FILE_MODE), owner),
             };
-            let existing = if self.content.is_none() { fs::read(&path).ok() } else { None };
-            let content = self.content.as_deref().map(str::as_bytes).or(existing.as_deref()).unwrap_or(b"");
+            let desired = self.desired(ctx).await?;
+            let existing = if desired.is_none() { fs::read(&path).ok() } else { None };
+            let content = desired.as_deref().or(existing.as_deref()).unwrap_or(b"");
             fsutil::write_atomic(&path, content, mode, owner).map_err(StateError::io("writing", &path))?;
         } else {
             apply_attribute_changes(&path, &self.path.display().to_string(), &plan, self.mode, owner)?;

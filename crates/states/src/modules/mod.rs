@@ -159,7 +159,7 @@ impl Module {
     pub async fn check(&self, ctx: &Ctx) -> Result<Plan, StateError> {
         match self {
             Module::Comment(_) | Module::Wait(_) => Ok(Plan::default()),
-            Module::File(m) => m.check(ctx),
+            Module::File(m) => m.check(ctx).await,
             Module::Dir(m) => m.check(ctx),
             Module::Symlink(m) => m.check(ctx),
             Module::Cmd(m) => m.check(ctx),
@@ -196,7 +196,7 @@ impl Module {
         }
         match self {
             Module::Comment(_) | Module::Wait(_) => Ok(Outcome::default()),
-            Module::File(m) => m.apply(ctx, plan),
+            Module::File(m) => m.apply(ctx, plan).await,
             Module::Dir(m) => m.apply(ctx, plan),
             Module::Symlink(m) => m.apply(ctx, plan),
             Module::Cmd(m) => m.apply(ctx, plan).await,
