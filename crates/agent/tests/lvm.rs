@@ -236,6 +236,21 @@ fn physical_volumes_and_a_volume_group_on_loop_devices() {
     );
     assert_eq!(blkid_type(&d2), "LVM2_member");
 
+    // A device of this group is refused by another group; a missing device and an image file are refused.
+    let other = lab.vg("other");
+    let image = lab.s.path("disk0.img").display().to_string();
+    for (state, expected) in [
+        (
+            format!("{{id: vg, module: linux.lvm.vg, parameter: {{name: {other}, path: [{d1}]}}}}"),
+            format!("`{d1}` is a physical volume of volume group `{vg}`; opsagent never takes a device out of a volume group implicitly"),
+        ),
+        (pv("/dev/opsagent-test-none", ""), "`/dev/opsagent-test-none` does not exist".to_string()),
+        (pv(&image, ""), format!("`{image}` is not a block device; attach an image file with `losetup`")),
+    ] {
+        let run = lab.apply(&lab.recipe("refused.yaml", &[state]), &["--json", "--retries", "0", "--test"]);
+        assert!(failure(&run).starts_with(&expected), "{expected}\n{}", run.stdout);
+    }
+
     // A device of the group cannot be removed as a physical volume; the group can, when asked.
     let pv_gone = lab.recipe("pv-gone.yaml", &[pv(&format!("{d0}, {d1}, {d2}"), ", absent: true")]);
     let run = lab.apply(&pv_gone, &["--json", "--retries", "0", "--test"]);
@@ -322,6 +337,20 @@ fn logical_volume_metadata_is_created_grown_never_shrunk_and_removed_when_asked(
         );
     }
     assert_eq!(lab.lvs(&vg), ["data 33554432"]);
+
+    // A volume in a group that does not exist fails for real (`--test` plans it after its group).
+    let orphan = lab.recipe(
+        "orphan.yaml",
+        &[format!(
+            "{{id: lv, module: linux.lvm.lv, parameter: {{name: x, vg-name: opsagent-test-none, le-size: 4m}}}}"
+        )],
+    );
+    let run = lab.apply(&orphan, &["--json", "--retries", "0"]);
+    assert_eq!(
+        failure(&run),
+        "`/dev/opsagent-test-none/x` cannot be created: volume group `opsagent-test-none` does not exist; create it \
+         first (a `linux.lvm.vg` state before this one)"
+    );
 
     // A percentage is used at creation only.
     let rest = lab.recipe(
