@@ -341,9 +341,7 @@ fn logical_volume_metadata_is_created_grown_never_shrunk_and_removed_when_asked(
     // A volume in a group that does not exist fails for real (`--test` plans it after its group).
     let orphan = lab.recipe(
         "orphan.yaml",
-        &[format!(
-            "{{id: lv, module: linux.lvm.lv, parameter: {{name: x, vg-name: opsagent-test-none, le-size: 4m}}}}"
-        )],
+        &["{id: lv, module: linux.lvm.lv, parameter: {name: x, vg-name: opsagent-test-none, le-size: 4m}}".to_string()],
     );
     let run = lab.apply(&orphan, &["--json", "--retries", "0"]);
     assert_eq!(
