@@ -38,7 +38,7 @@
 //! existing one is removed with `lvremove` (lvm refuses one that is open, e.g. mounted). Creating or
 //! extending a volume needs device-mapper in the kernel: without it the state fails with one line
 //! saying so, before lvm runs (unless lvm.conf says `global { activation = 0 }`, where lvm writes
-//! the metadata only). `--test` lists the exact `lvcreate`, `lvextend` (with the sizes before and
+//! the metadata only, and the plan says so). `--test` lists the exact `lvcreate`, `lvextend` (with the sizes before and
 //! after) or `lvremove` command.
 //!
 //! ```yaml
@@ -53,7 +53,7 @@ use opsagent_recipe::{Diagnostic, Kind, ParamReader, State};
 
 use super::linux_lvm_pv::{choice, device_list, size, text, yes_no};
 use super::linux_lvm_vg::{vg_name, Command, ALLOCATION};
-use crate::providers::lvm::{self, human, Collected, NO_DEVICE_MAPPER};
+use crate::providers::lvm::{self, human, Activation, Collected, NO_DEVICE_MAPPER};
 use crate::{Action, Ctx, Outcome, Plan, StateError};
 
 const PARAMS: &[&str] = &[
@@ -282,8 +282,9 @@ impl Lv {
         }
         let Some(group) = groups.iter().find(|g| g.name == self.vg) else {
             if planning {
-                self.require_activation(ctx, "created").await?;
+                let note = self.require_activation(ctx, "created").await?;
                 let mut command = Command::new(Action::Create, &target, "lvcreate", self.create_args());
+                command.change.detail.push_str(note);
                 command.change.detail.push_str(&format!(
                     "; volume group `{}` does not exist yet: an earlier state must create it",
                     self.vg
@@ -297,8 +298,10 @@ impl Lv {
             )));
         };
         let Some(volume) = volume else {
-            self.require_activation(ctx, "created").await?;
-            return Ok(vec![Command::new(Action::Create, &target, "lvcreate", self.create_args())]);
+            let note = self.require_activation(ctx, "created").await?;
+            let mut command = Command::new(Action::Create, &target, "lvcreate", self.create_args());
+            command.change.detail.push_str(note);
+            return Ok(vec![command]);
         };
         let extent_size = group.extent_size.max(1);
         let wanted = match &self.extent {
@@ -319,7 +322,7 @@ impl Lv {
         if wanted == current {
             return Ok(Vec::new());
         }
-        self.require_activation(ctx, "extended").await?;
+        let note = self.require_activation(ctx, "extended").await?;
         let mut args = self.autobackup_args();
         match &self.extent {
             Extent::Size(text, _) => args.extend(["--size".into(), text.clone()]),
@@ -329,7 +332,7 @@ impl Lv {
         args.extend(self.devices.iter().map(|d| d.display().to_string()));
         let mut command = Command::new(Action::Update, &target, "lvextend", args);
         command.change.detail =
-            format!("{} -> {}: {}", human(volume.size), human(wanted * extent_size), command.change.detail);
+            format!("{} -> {}: {}{note}", human(volume.size), human(wanted * extent_size), command.change.detail);
         Ok(vec![command])
     }
 
@@ -352,9 +355,11 @@ impl Lv {
         self.autobackup.map(|b| vec!["--autobackup".into(), yes_no(b)]).unwrap_or_default()
     }
 
-    async fn require_activation(&self, ctx: &Ctx, verb: &str) -> Result<(), StateError> {
+    /// Fails when this machine cannot create or extend a volume; else a note for the plan's detail.
+    async fn require_activation(&self, ctx: &Ctx, verb: &str) -> Result<&'static str, StateError> {
         match lvm::activation(ctx).await? {
-            Some(_) => Ok(()),
+            Some(Activation::Kernel) => Ok(""),
+            Some(Activation::MetadataOnly) => Ok("; metadata only: lvm.conf sets `activation = 0`"),
             None => Err(self.refused(format!("cannot be {verb}: {NO_DEVICE_MAPPER}"))),
         }
     }

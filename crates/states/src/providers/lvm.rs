@@ -208,20 +208,19 @@ pub fn human(bytes: u64) -> String {
 pub enum Activation {
     /// The kernel has device-mapper: volumes are created and activated.
     Kernel,
-    /// No device-mapper, but lvm.conf says `global { activation = 0 }`: lvm writes metadata only.
+    /// lvm.conf says `global { activation = 0 }`: lvm writes metadata only (device-mapper or not).
     MetadataOnly,
 }
 
-/// Whether this machine can create a logical volume; `None` when the kernel has no device-mapper
-/// and lvm would try to use it (every lvcreate/lvextend would fail).
+/// How this machine would create a logical volume; `None` when the kernel has no device-mapper
+/// and lvm would try to use it (every lvcreate/lvextend would fail). Asked only before a change.
 pub async fn activation(ctx: &Ctx) -> Result<Option<Activation>, StateError> {
-    if device_mapper_in_kernel() {
-        return Ok(Some(Activation::Kernel));
-    }
     let args: Vec<String> = ["--type", "full", "global/activation"].iter().map(|s| s.to_string()).collect();
     let output = tool(ctx, "lvmconfig", &args).await?;
-    let text = String::from_utf8_lossy(&output.stdout.bytes);
-    Ok((text.trim() == "activation=0").then_some(Activation::MetadataOnly))
+    if String::from_utf8_lossy(&output.stdout.bytes).trim() == "activation=0" {
+        return Ok(Some(Activation::MetadataOnly));
+    }
+    Ok(device_mapper_in_kernel().then_some(Activation::Kernel))
 }
 
 /// The one-line reason a logical volume cannot be made on this machine.
