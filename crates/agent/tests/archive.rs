@@ -199,13 +199,13 @@ fn bad_parameters_are_clear() {
     let s = Scratch::new();
     let bad = s.recipe(
         "bad.yaml",
-        "states:\n  - {id: a, module: common.archive, parameter: {source: \"https://example.com/a.tgz\", path: rel}}\n  - {id: b, module: common.archive, parameter: {source: /srv/a.rar, path: /opt/a, checksum: \"sha256:abc\", if-path-absent: [x]}}\n  - {id: c, module: common.archive, parameter: {path: /opt/c, checksum: \"crc:00\"}}\n",
+        "states:\n  - {id: a, module: common.archive, parameter: {source: \"ftp://example.com/a.tgz\", path: rel}}\n  - {id: b, module: common.archive, parameter: {source: /srv/a.rar, path: /opt/a, checksum: \"sha256:abc\", if-path-absent: [x]}}\n  - {id: c, module: common.archive, parameter: {path: /opt/c, checksum: \"crc:00\"}}\n",
     );
     let out = Command::new(common::bin()).arg("validate").arg(&bad).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     for expected in [
-        "downloading archives over http(s) is not yet supported",
+        "`ftp://example.com/a.tgz` is neither a local path nor an http(s) URL",
         "`rel` is not an absolute path",
         "cannot tell the archive format of `/srv/a.rar` from its name",
         "`abc` is not a sha256 checksum (64 hex digits)",

@@ -4,6 +4,8 @@
 //! `HOME` there too, so gem's caches stay in it). No network is used.
 
 mod common;
+#[path = "common/http.rs"]
+mod http_server;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -205,4 +207,23 @@ fn unknown_gems_versions_and_tools_fail_naming_them() {
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
+}
+
+#[test]
+fn installs_a_gem_file_from_an_http_url() {
+    let f = Fixture::new();
+    let files = f.s.path("files");
+    std::fs::create_dir_all(&files).unwrap();
+    let bar = f.build(BAR, "2.0.0", &files);
+    let server = http_server::Server::start(None);
+    server.put(&format!("gems/{BAR}-2.0.0.gem"), &std::fs::read(&bar).unwrap(), http_server::Send::Length);
+    let url = server.url(&format!("gems/{BAR}-2.0.0.gem"));
+    f.converge(
+        &f.recipe("url.yaml", &format!("\"{BAR}\": \"{url}\"")),
+        &[format!("create {BAR} (install 2.0.0 from {url})")],
+    );
+    assert_eq!(f.installed(), [format!("{BAR} (2.0.0)")]);
+    // Downloaded once (by --test); every later round only revalidated it.
+    let statuses: Vec<u16> = server.take_hits().iter().map(|h| h.status).collect();
+    assert_eq!(statuses, [200, 304, 304]);
 }

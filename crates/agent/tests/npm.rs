@@ -5,6 +5,8 @@
 //! stay in the temp dir too; no network is used.
 
 mod common;
+#[path = "common/http.rs"]
+mod http_server;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -269,7 +271,7 @@ fn unknown_packages_versions_and_tools_fail_naming_them() {
 
     let bad = f.recipe(
         "bad.yaml",
-        "path: relative, name: {\"Bad Name\": \"\", ok: \"^1.0.0\", web: \"https://example.com/x.tgz\", tar: \"/x/y.zip\"}, dir: x",
+        "path: relative, name: {\"Bad Name\": \"\", ok: \"^1.0.0\", web: \"git+https://example.com/x.git\", tar: \"/x/y.zip\"}, dir: x",
     );
     let out = Command::new(common::bin()).arg("validate").arg(&bad).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
@@ -277,11 +279,28 @@ fn unknown_packages_versions_and_tools_fail_naming_them() {
     for expected in [
         "`Bad Name` is not an npm package name",
         "`^1.0.0` is not a version, `latest`, `removed` or a `.tgz` path",
-        "installing a package from a URL (`https://example.com/x.tgz`) is not yet supported",
+        "installing a package from git (`git+https://example.com/x.git`) is not yet supported",
         "`/x/y.zip` is not a package tarball",
         "`relative` is not an absolute path",
         "unknown parameter `dir`",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
+}
+
+#[test]
+fn installs_a_tarball_from_an_http_url() {
+    let f = Fixture::new();
+    let tarballs = f.s.path("tarballs");
+    std::fs::create_dir_all(&tarballs).unwrap();
+    let bar = f.pack(BAR, "2.0.0", &tarballs);
+    let server = http_server::Server::start(None);
+    server.put(&format!("dist/{BAR}-2.0.0.tgz"), &std::fs::read(&bar).unwrap(), http_server::Send::Chunked);
+    let url = server.url(&format!("dist/{BAR}-2.0.0.tgz"));
+    let recipe = f.recipe("url.yaml", &format!("path: \"@/app\", name: {{\"{BAR}\": \"{url}\"}}"));
+    f.converge(&recipe, &f.s.path("app"), &[format!("create {BAR} (install 2.0.0 from {url})")]);
+    assert_eq!(version_in(&f.s.path("app/node_modules"), BAR).as_deref(), Some("2.0.0"));
+    // Downloaded once (by --test); every later round only revalidated it.
+    let statuses: Vec<u16> = server.take_hits().iter().map(|h| h.status).collect();
+    assert_eq!(statuses, [200, 304, 304]);
 }

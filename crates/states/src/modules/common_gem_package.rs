@@ -13,7 +13,7 @@
 //! | a version, e.g. `13.0.6` | that version installed (gems live side by side: other installed versions stay) |
 //! | `latest` | the source's newest version installed |
 //! | `removed` | no version installed (`gem uninstall --all --executables`) |
-//! | `/path/name-1.0.0.gem` | installed from that file (as `gem build` makes it), at its version; the file's gem name must be the entry's name |
+//! | `/path/name-1.0.0.gem`, `file://` or `https://host/name-1.0.0.gem` | installed from that file (as `gem build` makes it), at its version; the file's gem name must be the entry's name; a URL is downloaded into the agent's cache (TLS verified) and revalidated once per round |
 //!
 //! "Already fine" means `gem list --local` shows every gem as wanted. `check` asks the source which
 //! versions it has (`gem list --remote --exact --all`, so an unknown gem or version fails before
@@ -39,7 +39,7 @@ use std::path::{Path, PathBuf};
 
 use opsagent_recipe::{Diagnostic, Kind, ParamReader, Pos, State};
 
-use super::linux_file::check_absolute;
+use crate::fetch::Source;
 use crate::process::{self, Limits, Output, Spec, Tail, Termination};
 use crate::{Action, Change, Ctx, Outcome, Plan, StateError};
 
@@ -63,9 +63,12 @@ pub enum Wanted {
     Version(String),
     Latest,
     Removed,
-    /// Installed from this local `.gem` file.
-    File(PathBuf),
+    /// Installed from this `.gem` file (a path or an http(s) URL).
+    File(Source),
 }
+
+/// The largest `.gem` file downloaded.
+const MAX_GEM: u64 = 1 << 30;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Op {
@@ -75,6 +78,8 @@ struct Op {
     from: Vec<String>,
     to: Option<String>,
     file: Option<PathBuf>,
+    /// How the recipe names that file (its URL), when not by `file`'s path.
+    shown: Option<String>,
 }
 
 impl Op {
@@ -85,7 +90,9 @@ impl Op {
             (false, true) => (Action::Create, format!("install {to}")),
             (false, false) => (Action::Update, format!("install {to} beside {}", self.from.join(", "))),
         };
-        if let Some(file) = &self.file {
+        if let Some(shown) = &self.shown {
+            detail.push_str(&format!(" from {shown}"));
+        } else if let Some(file) = &self.file {
             detail.push_str(&format!(" from {}", file.display()));
         }
         Change::new(action, &self.package, detail)
@@ -216,23 +223,34 @@ impl GemPackage {
         for (name, wanted) in &self.packages {
             let now = installed.get(name).cloned().unwrap_or_default();
             let has = |v: &str| now.iter().any(|have| have == v);
-            let (version, file) = match wanted {
+            let (version, file, shown) = match wanted {
                 Wanted::Installed if !now.is_empty() => continue,
                 Wanted::Version(v) if has(v) => continue,
                 Wanted::Removed => {
                     if !now.is_empty() {
-                        removals.push(Op { remove: true, package: name.clone(), from: now, to: None, file: None });
+                        removals.push(Op {
+                            remove: true,
+                            package: name.clone(),
+                            from: now,
+                            to: None,
+                            file: None,
+                            shown: None,
+                        });
                     }
                     continue;
                 }
-                Wanted::Installed | Wanted::Latest => (self.offered(ctx, name, None).await?, None),
-                Wanted::Version(v) => (self.offered(ctx, name, Some(v)).await?, None),
-                Wanted::File(file) => (gem_file_version(ctx, name, file).await?, Some(file.clone())),
+                Wanted::Installed | Wanted::Latest => (self.offered(ctx, name, None).await?, None, None),
+                Wanted::Version(v) => (self.offered(ctx, name, Some(v)).await?, None, None),
+                Wanted::File(source) => {
+                    let file = source.local(ctx, None, MAX_GEM).await?;
+                    let shown = matches!(source, Source::Remote(_)).then(|| source.to_string());
+                    (gem_file_version(ctx, name, &file).await?, Some(file), shown)
+                }
             };
             if has(&version) {
                 continue;
             }
-            installs.push(Op { remove: false, package: name.clone(), from: now, to: Some(version), file });
+            installs.push(Op { remove: false, package: name.clone(), from: now, to: Some(version), file, shown });
         }
         installs.extend(removals);
         Ok(installs)
@@ -385,19 +403,19 @@ fn parse_wanted(p: &mut ParamReader<'_>, path: &str, pos: Option<Pos>, value: &s
         "removed" => return Some(Wanted::Removed),
         _ => {}
     }
-    if value.starts_with('/') || value.ends_with(".gem") {
-        let file = check_absolute(p, path, pos, value)?;
-        if !value.ends_with(".gem") {
+    if value.contains("://") || value.starts_with('/') || value.ends_with(".gem") {
+        let source = Source::read(p, path, pos, value, "/srv/x-1.0.0.gem")?;
+        if !source.file_name().ends_with(".gem") {
             p.report(
                 Kind::BadValue,
                 path,
                 pos,
-                format!("`{value}` is not a `.gem` file"),
+                format!("`{source}` is not a `.gem` file"),
                 Some("give a gem file made by `gem build`, ending in `.gem`".into()),
             );
             return None;
         }
-        return Some(Wanted::File(file));
+        return Some(Wanted::File(source));
     }
     if value.starts_with(|c: char| c.is_ascii_digit()) && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '.') {
         return Some(Wanted::Version(value.to_string()));
@@ -457,6 +475,7 @@ mod tests {
             from: from.iter().map(|s| s.to_string()).collect(),
             to: to.map(String::from),
             file: None,
+            shown: None,
         };
         assert_eq!(op(false, &[], Some("1.0.0")).change().to_string(), "create foo (install 1.0.0)");
         assert_eq!(

@@ -13,7 +13,7 @@
 //! | a version, e.g. `4.18.2` | installed at exactly that version (upgraded or downgraded to it) |
 //! | `latest` | installed at the registry's `latest` version, upgraded when it moves |
 //! | `removed` | not installed (`npm uninstall`) |
-//! | `/path/pkg-1.0.0.tgz` | installed from that tarball (as `npm pack` makes it), at the version in its `package.json`; the tarball's package name must be the entry's name |
+//! | `/path/pkg-1.0.0.tgz`, `file://` or `https://host/pkg-1.0.0.tgz` | installed from that tarball (as `npm pack` makes it), at the version in its `package.json`; the tarball's package name must be the entry's name; a URL is downloaded into the agent's cache (TLS verified) and revalidated once per round |
 //!
 //! "Already fine" means `npm ls --json --depth=0` lists every package at its wanted version (or
 //! not at all for `removed`). `check` asks the registry which version a package would get (`npm
@@ -44,6 +44,7 @@ use std::path::{Path, PathBuf};
 use opsagent_recipe::{Diagnostic, Kind, ParamReader, Pos, State};
 
 use super::linux_file::check_absolute;
+use crate::fetch::Source;
 use crate::process::{self, Limits, Output, Spec, Tail, Termination};
 use crate::{Action, Change, Ctx, Outcome, Plan, StateError};
 
@@ -70,7 +71,7 @@ pub enum Wanted {
     Latest,
     Removed,
     /// Installed from this local tarball.
-    Tarball(PathBuf),
+    Tarball(Source),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +82,9 @@ enum Verb {
     Remove,
 }
 
+/// The largest package tarball downloaded.
+const MAX_TARBALL: u64 = 1 << 30;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Op {
     verb: Verb,
@@ -88,6 +92,8 @@ struct Op {
     from: Option<String>,
     to: Option<String>,
     file: Option<PathBuf>,
+    /// How the recipe names that file (its URL), when not by `file`'s path.
+    shown: Option<String>,
 }
 
 impl Op {
@@ -99,7 +105,9 @@ impl Op {
             Verb::Downgrade => (Action::Update, format!("downgrade {from} -> {to}")),
             Verb::Remove => (Action::Remove, format!("uninstall {from}")),
         };
-        if let Some(file) = &self.file {
+        if let Some(shown) = &self.shown {
+            detail.push_str(&format!(" from {shown}"));
+        } else if let Some(file) = &self.file {
             detail.push_str(&format!(" from {}", file.display()));
         }
         Change::new(action, &self.package, detail)
@@ -227,15 +235,20 @@ impl NpmPackage {
                             from: now,
                             to: None,
                             file: None,
+                            shown: None,
                         });
                     }
                     continue;
                 }
-                Wanted::Installed | Wanted::Latest => (self.registry_version(ctx, name, "latest").await?, None),
-                Wanted::Version(v) => (self.registry_version(ctx, name, v).await?, None),
-                Wanted::Tarball(file) => (tarball_version(ctx, name, file).await?, Some(file.clone())),
+                Wanted::Installed | Wanted::Latest => (self.registry_version(ctx, name, "latest").await?, None, None),
+                Wanted::Version(v) => (self.registry_version(ctx, name, v).await?, None, None),
+                Wanted::Tarball(source) => {
+                    let file = source.local(ctx, None, MAX_TARBALL).await?;
+                    let shown = matches!(source, Source::Remote(_)).then(|| source.to_string());
+                    (tarball_version(ctx, name, &file).await?, Some(file), shown)
+                }
             };
-            let (version, file) = to;
+            let (version, file, shown) = to;
             let verb = match &now {
                 None => Verb::Install,
                 Some(have) => match compare_versions(have, &version) {
@@ -244,7 +257,7 @@ impl NpmPackage {
                     Ordering::Equal => continue,
                 },
             };
-            installs.push(Op { verb, package: name.clone(), from: now, to: Some(version), file });
+            installs.push(Op { verb, package: name.clone(), from: now, to: Some(version), file, shown });
         }
         installs.extend(removals);
         Ok(installs)
@@ -441,33 +454,30 @@ fn parse_wanted(p: &mut ParamReader<'_>, path: &str, pos: Option<Pos>, value: &s
         _ => {}
     }
     let lower = value.to_ascii_lowercase();
-    if ["http://", "https://", "git+", "git://", "github:"].iter().any(|s| lower.starts_with(s)) {
+    if ["git+", "git://", "github:"].iter().any(|s| lower.starts_with(s)) {
         p.report(
             Kind::NotYetSupported,
             path,
             pos,
-            format!("installing a package from a URL (`{value}`) is not yet supported"),
-            Some(
-                "download the tarball in an earlier state and give its local path, or publish it to a registry".into(),
-            ),
+            format!("installing a package from git (`{value}`) is not yet supported"),
+            Some("publish it to a registry, or give a tarball made by `npm pack` (a path or an https URL)".into()),
         );
         return None;
     }
-    let file = value.strip_prefix("file://").unwrap_or(value);
-    if file.starts_with('/') || lower.ends_with(".tgz") || lower.ends_with(".tar.gz") {
-        let file = check_absolute(p, path, pos, file)?;
-        let shown = file.display().to_string();
-        if !(shown.ends_with(".tgz") || shown.ends_with(".tar.gz")) {
+    if value.contains("://") || value.starts_with('/') || lower.ends_with(".tgz") || lower.ends_with(".tar.gz") {
+        let source = Source::read(p, path, pos, value, "/srv/pkg-1.0.0.tgz")?;
+        let name = source.file_name();
+        if !(name.ends_with(".tgz") || name.ends_with(".tar.gz")) {
             p.report(
                 Kind::BadValue,
                 path,
                 pos,
-                format!("`{shown}` is not a package tarball"),
+                format!("`{source}` is not a package tarball"),
                 Some("give a tarball made by `npm pack`, ending in `.tgz`".into()),
             );
             return None;
         }
-        return Some(Wanted::Tarball(file));
+        return Some(Wanted::Tarball(source));
     }
     if is_version(value) {
         return Some(Wanted::Version(value.trim_start_matches('v').to_string()));
@@ -558,6 +568,7 @@ mod tests {
             from: from.map(String::from),
             to: to.map(String::from),
             file: file.map(PathBuf::from),
+            shown: None,
         };
         assert_eq!(op(Verb::Install, None, Some("1.0.0"), None).change().to_string(), "create foo (install 1.0.0)");
         let up = op(Verb::Upgrade, Some("1.0.0"), Some("1.1.0"), Some("/p/foo-1.1.0.tgz"));
