@@ -38,8 +38,9 @@
 //! existing one is removed with `lvremove` (lvm refuses one that is open, e.g. mounted). Creating or
 //! extending a volume needs device-mapper in the kernel: without it the state fails with one line
 //! saying so, before lvm runs (unless lvm.conf says `global { activation = 0 }`, where lvm writes
-//! the metadata only, and the plan says so). `--test` lists the exact `lvcreate`, `lvextend` (with the sizes before and
-//! after) or `lvremove` command.
+//! the metadata only, and the plan says so). `--test` lists the exact `lvcreate`,
+//! `lvextend` (with the sizes before and after) or `lvremove` command. A missing lvm2 fails the state
+//! naming the tool and its package.
 //!
 //! ```yaml
 //! - id: data-lv

@@ -28,7 +28,8 @@
 //! With `absent: true`, "already fine" means none of the devices is a physical volume; a device still
 //! in a volume group is never taken out of it implicitly (the state fails and says so). `--test` lists
 //! each `pvcreate`/`pvremove` command that `apply` would run. A missing lvm2 fails the state naming
-//! the tool (`pvs`) and its package.
+//! the tool (`pvs`) and its package: unlike the original, opsagent does not install `lvm2` by
+//! itself (a `linux.apt.package` state before this one can).
 //!
 //! ```yaml
 //! - id: data-pv

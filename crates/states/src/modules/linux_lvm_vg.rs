@@ -27,7 +27,7 @@
 //! a physical volume of another group fails the state. With `absent: true`, "already fine" means no
 //! group `name`; a group that still holds logical volumes is never removed (the state fails and says
 //! so), and its physical volumes stay physical volumes. `--test` lists the exact `vgcreate`,
-//! `vgextend` or `vgremove` command.
+//! `vgextend` or `vgremove` command. A missing lvm2 fails the state naming the tool and its package.
 //!
 //! ```yaml
 //! - id: data-vg
