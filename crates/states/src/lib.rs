@@ -210,6 +210,10 @@ pub enum StateError {
         #[source]
         source: io::Error,
     },
+    /// A wrapped tool (puppet, chef) ran and reported failure; `command` is what it was asked to do
+    /// (without its arguments, which may hold secrets).
+    #[error("`{command}` {problem}")]
+    ToolFailed { command: String, problem: String, stdout: Tail, stderr: Tail },
     #[error("`{tool}` is not installed on this machine; {hint}")]
     MissingTool { tool: String, hint: String },
     #[error("package `{package}` {problem}")]
@@ -229,7 +233,9 @@ impl StateError {
     /// The output captured before a command failed, if any.
     pub fn output(&self) -> Option<(&Tail, &Tail)> {
         match self {
-            StateError::Command { stdout, stderr, .. } => Some((stdout, stderr)),
+            StateError::Command { stdout, stderr, .. } | StateError::ToolFailed { stdout, stderr, .. } => {
+                Some((stdout, stderr))
+            }
             _ => None,
         }
     }

@@ -249,6 +249,19 @@ pub async fn run_tool(
 
 /// Like [`run_tool`] with a full [`Spec`] (environment, working directory, user).
 pub async fn run_spec(ctx: &crate::Ctx, spec: &Spec, install_hint: &str) -> Result<Output, crate::StateError> {
+    let output = run_spec_any_exit(ctx, spec, install_hint).await?;
+    match output.termination {
+        Termination::Exited(0) => Ok(output),
+        Termination::Cancelled => Err(crate::StateError::Cancelled),
+        termination => Err(crate::StateError::Command { termination, stdout: output.stdout, stderr: output.stderr }),
+    }
+}
+
+/// Like [`run_spec`], but any exit status is returned as output (for tools whose non-zero statuses
+/// carry meaning, such as `puppet --detailed-exitcodes`); a missing program is still
+/// [`StateError::MissingTool`](crate::StateError::MissingTool), an interruption `Cancelled`, and a
+/// timeout or a signal a `Command` error.
+pub async fn run_spec_any_exit(ctx: &crate::Ctx, spec: &Spec, install_hint: &str) -> Result<Output, crate::StateError> {
     let limits =
         Limits { timeout: ctx.timeout, kill_grace: ctx.round.kill_grace, max_output_bytes: ctx.round.max_output_bytes };
     let output = match run(spec, limits, &ctx.cancel).await {
@@ -259,7 +272,7 @@ pub async fn run_spec(ctx: &crate::Ctx, spec: &Spec, install_hint: &str) -> Resu
         Err(source) => return Err(crate::StateError::Spawn { program: spec.program.clone(), source }),
     };
     match output.termination {
-        Termination::Exited(0) => Ok(output),
+        Termination::Exited(_) => Ok(output),
         Termination::Cancelled => Err(crate::StateError::Cancelled),
         termination => Err(crate::StateError::Command { termination, stdout: output.stdout, stderr: output.stderr }),
     }

@@ -22,6 +22,9 @@ pub mod linux_lvm_pv;
 pub mod linux_lvm_vg;
 pub mod linux_mkfs;
 pub mod linux_mount;
+pub mod linux_puppet_agent;
+pub mod linux_puppet_apply;
+pub mod linux_puppet_run;
 pub mod linux_raid;
 pub mod linux_service;
 pub mod linux_supervisord;
@@ -67,6 +70,9 @@ pub const SUPPORTED: &[&str] = &[
     "common.virtualenv",
     "common.npm.package",
     "common.gem.package",
+    "linux.puppet.apply",
+    "linux.puppet.agent",
+    "linux.puppet.run",
 ];
 
 /// A validated state module.
@@ -101,6 +107,9 @@ pub enum Module {
     Group(linux_group::Group),
     Cronjob(linux_cronjob::Cronjob),
     Timezone(common_timezone::Timezone),
+    PuppetApply(linux_puppet_apply::PuppetApply),
+    PuppetAgent(linux_puppet_agent::PuppetAgent),
+    PuppetRun(linux_puppet_run::PuppetRun),
 }
 
 impl Module {
@@ -148,6 +157,15 @@ impl Module {
             "linux.group" => linux_group::Group::from_params(state).map(|(m, w)| (Module::Group(m), w)),
             "linux.cronjob" => linux_cronjob::Cronjob::from_params(state).map(|(m, w)| (Module::Cronjob(m), w)),
             "common.timezone" => common_timezone::Timezone::from_params(state).map(|(m, w)| (Module::Timezone(m), w)),
+            "linux.puppet.apply" => {
+                linux_puppet_apply::PuppetApply::from_params(state).map(|(m, w)| (Module::PuppetApply(m), w))
+            }
+            "linux.puppet.agent" => {
+                linux_puppet_agent::PuppetAgent::from_params(state).map(|(m, w)| (Module::PuppetAgent(m), w))
+            }
+            "linux.puppet.run" => {
+                linux_puppet_run::PuppetRun::from_params(state).map(|(m, w)| (Module::PuppetRun(m), w))
+            }
             id if catalog::is_known_module(id) => Err(vec![crate::not_yet_supported(state)]),
             // The recipe crate rejects unknown ids before we get here.
             id => Err(vec![Diagnostic::error(opsagent_recipe::Kind::UnknownModule, format!("unknown module `{id}`"))
@@ -186,6 +204,9 @@ impl Module {
             Module::Group(m) => m.check(ctx),
             Module::Cronjob(m) => m.check(ctx).await,
             Module::Timezone(m) => m.check(ctx),
+            Module::PuppetApply(m) => m.check(ctx).await,
+            Module::PuppetAgent(m) => m.check(ctx).await,
+            Module::PuppetRun(m) => m.check(ctx).await,
         }
     }
 
@@ -223,6 +244,9 @@ impl Module {
             Module::Group(m) => m.apply(ctx, plan).await,
             Module::Cronjob(m) => m.apply(ctx, plan).await,
             Module::Timezone(m) => m.apply(ctx, plan),
+            Module::PuppetApply(m) => m.apply(ctx, plan).await,
+            Module::PuppetAgent(m) => m.apply(ctx, plan).await,
+            Module::PuppetRun(m) => m.apply(ctx, plan).await,
         }
     }
 

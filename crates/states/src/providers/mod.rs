@@ -3,4 +3,6 @@
 
 pub mod apt;
 pub mod lvm;
+pub mod puppet;
 pub mod service;
+pub mod wrapped;
