@@ -83,6 +83,12 @@ impl RoundCtx {
         self.fetched.lock().unwrap_or_else(|p| p.into_inner()).insert(url.to_string(), downloaded.clone());
     }
 
+    /// Forgets every key starting with `prefix` (a repository changed: every refresh of a package
+    /// manager's metadata, whatever repositories it covered, must happen again).
+    pub fn forget_prefix(&self, prefix: &str) {
+        self.done_once.lock().unwrap_or_else(|p| p.into_inner()).retain(|key| !key.starts_with(prefix));
+    }
+
     /// Drops the user and group caches (after a module created or changed accounts).
     pub fn forget_accounts(&self) {
         self.users.lock().unwrap_or_else(|p| p.into_inner()).clear();

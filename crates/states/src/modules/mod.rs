@@ -26,10 +26,13 @@ pub mod linux_puppet_agent;
 pub mod linux_puppet_apply;
 pub mod linux_puppet_run;
 pub mod linux_raid;
+pub mod linux_rpm_key;
 pub mod linux_service;
 pub mod linux_supervisord;
 pub mod linux_symlink;
 pub mod linux_user;
+pub mod linux_yum_package;
+pub mod linux_yum_repo;
 pub mod meta_comment;
 pub mod meta_wait;
 
@@ -73,6 +76,9 @@ pub const SUPPORTED: &[&str] = &[
     "linux.puppet.apply",
     "linux.puppet.agent",
     "linux.puppet.run",
+    "linux.yum.package",
+    "linux.yum.repo",
+    "linux.rpm.key",
 ];
 
 /// A validated state module.
@@ -103,6 +109,9 @@ pub enum Module {
     AptPackage(linux_apt_package::AptPackage),
     AptRepo(linux_apt_repo::AptRepo),
     AptPpa(linux_apt_ppa::AptPpa),
+    YumPackage(linux_yum_package::YumPackage),
+    YumRepo(linux_yum_repo::YumRepo),
+    RpmKey(linux_rpm_key::RpmKey),
     User(linux_user::User),
     Group(linux_group::Group),
     Cronjob(linux_cronjob::Cronjob),
@@ -153,6 +162,11 @@ impl Module {
             }
             "linux.apt.repo" => linux_apt_repo::AptRepo::from_params(state).map(|(m, w)| (Module::AptRepo(m), w)),
             "linux.apt.ppa" => linux_apt_ppa::AptPpa::from_params(state).map(|(m, w)| (Module::AptPpa(m), w)),
+            "linux.yum.package" => {
+                linux_yum_package::YumPackage::from_params(state).map(|(m, w)| (Module::YumPackage(m), w))
+            }
+            "linux.yum.repo" => linux_yum_repo::YumRepo::from_params(state).map(|(m, w)| (Module::YumRepo(m), w)),
+            "linux.rpm.key" => linux_rpm_key::RpmKey::from_params(state).map(|(m, w)| (Module::RpmKey(m), w)),
             "linux.user" => linux_user::User::from_params(state).map(|(m, w)| (Module::User(m), w)),
             "linux.group" => linux_group::Group::from_params(state).map(|(m, w)| (Module::Group(m), w)),
             "linux.cronjob" => linux_cronjob::Cronjob::from_params(state).map(|(m, w)| (Module::Cronjob(m), w)),
@@ -200,6 +214,9 @@ impl Module {
             Module::AptPackage(m) => m.check(ctx).await,
             Module::AptRepo(m) => m.check(ctx),
             Module::AptPpa(m) => m.check(ctx),
+            Module::YumPackage(m) => m.check(ctx).await,
+            Module::YumRepo(m) => m.check(ctx).await,
+            Module::RpmKey(m) => m.check(ctx).await,
             Module::User(m) => m.check(ctx),
             Module::Group(m) => m.check(ctx),
             Module::Cronjob(m) => m.check(ctx).await,
@@ -240,6 +257,9 @@ impl Module {
             Module::AptPackage(m) => m.apply(ctx, plan).await,
             Module::AptRepo(m) => m.apply(ctx, plan),
             Module::AptPpa(m) => m.apply(ctx, plan).await,
+            Module::YumPackage(m) => m.apply(ctx, plan).await,
+            Module::YumRepo(m) => m.apply(ctx, plan).await,
+            Module::RpmKey(m) => m.apply(ctx, plan).await,
             Module::User(m) => m.apply(ctx, plan).await,
             Module::Group(m) => m.apply(ctx, plan).await,
             Module::Cronjob(m) => m.apply(ctx, plan).await,

@@ -6,3 +6,4 @@ pub mod lvm;
 pub mod puppet;
 pub mod service;
 pub mod wrapped;
+pub mod yum;
