@@ -271,11 +271,11 @@ mod tests {
         sha.update([0x99, 0, body.len() as u8]);
         sha.update(body);
         let want = hex::encode(&sha.finalize()[16..20]);
-        assert_eq!(key_ids(&packet).unwrap(), [want.clone()]);
+        assert_eq!(key_ids(&packet).unwrap(), [want.as_str()]);
         // The same packet with an old-format header, then armored.
         let mut old = vec![0x98, body.len() as u8];
         old.extend_from_slice(&body);
-        assert_eq!(key_ids(&old).unwrap(), [want.clone()]);
+        assert_eq!(key_ids(&old).unwrap(), [want.as_str()]);
         let armored = "-----BEGIN PGP PUBLIC KEY BLOCK-----\nVersion: test\n\nxgkEXwAAABYACP8=\n=abcd\n-----END PGP PUBLIC KEY BLOCK-----\n";
         assert_eq!(key_ids(armored.as_bytes()).unwrap(), [want]);
         assert!(key_ids(b"hello").is_err());

@@ -1,4 +1,4 @@
-//! `linux.yum.package` — rpm packages installed (any version, a given one, the newest) or removed, with dnf (or yum).
+//! `linux.yum.package` — RPM packages installed (any version, a given one, the newest) or removed, with dnf (or yum).
 //!
 //! | parameter | type | default | notes |
 //! |---|---|---|---|

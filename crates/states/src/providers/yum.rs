@@ -372,17 +372,32 @@ fn parse_query(text: &str, repos: bool) -> Vec<(String, Evr, String)> {
     out
 }
 
-/// The reason a dnf or yum command gave, from its `Error: …` line.
+/// The reason a dnf or yum command gave, from its `Error: …` line (and the line naming the
+/// package that failed a signature check).
 fn error_line(stderr: &Tail) -> Option<String> {
     let text = stderr.text();
-    let mut lines = text.lines().map(str::trim);
-    let line = lines.find(|l| l.starts_with("Error:") || l.starts_with("Error "))?;
-    let reason = line.trim_start_matches("Error:").trim();
+    // Without any key in rpm's database, dnf explains at length and prints no `Error:` line.
+    if text.contains("You have enabled checking of packages via GPG keys") {
+        return Some(
+            "GPG check FAILED: rpm has no GPG public key at all; import the repository's key (`linux.rpm.key`), \
+             name it in the repository's `gpgkey`, or install unsigned packages with `verify-gpg: false`"
+                .into(),
+        );
+    }
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let at = lines.iter().position(|l| l.starts_with("Error:"))?;
+    let mut reason = lines[at].trim_start_matches("Error:").trim().to_string();
     // dnf puts the detail of some errors on the next lines ("Error: \n Problem: …").
     if reason.is_empty() {
-        return lines.find(|l| !l.is_empty()).map(str::to_string);
+        reason = lines[at + 1..].iter().find(|l| !l.is_empty())?.to_string();
     }
-    Some(reason.to_string())
+    // "Package x.rpm is not signed", "Public key for x.rpm is not installed".
+    if reason.starts_with("GPG check FAILED") {
+        if let Some(detail) = lines[..at].iter().rev().find(|l| l.contains(".rpm ")) {
+            reason = format!("{reason}: {detail}");
+        }
+    }
+    Some(reason)
 }
 
 /// The package arguments of a dnf or yum command line (the ones that are not options or verbs).
@@ -515,5 +530,9 @@ mod tests {
             Some("Problem: conflicting requests")
         );
         assert_eq!(error_line(&tail("nothing\n")), None);
+        assert_eq!(
+            error_line(&tail("Package a-1.rpm is not signed\nError: GPG check FAILED\n")).as_deref(),
+            Some("GPG check FAILED: Package a-1.rpm is not signed")
+        );
     }
 }
