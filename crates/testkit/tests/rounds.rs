@@ -176,3 +176,49 @@ fn the_recipe_level_retry_count_reaches_the_agent() {
     assert_eq!(first["attempt"], 1);
     assert_eq!(first["will_retry"], false, "retries: 0 means no retry: {first}");
 }
+
+/// Serves `body` at every path on 127.0.0.1 (plain HTTP/1.1, no caching headers); returns the port.
+fn serve_body(body: std::sync::Arc<std::sync::Mutex<String>>) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let text = body.lock().unwrap().clone();
+            let _ =
+                write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}", text.len());
+        }
+    });
+    port
+}
+
+#[test]
+fn each_round_looks_at_the_machine_and_the_sources_afresh() {
+    // Round caches (downloads, users, the package refresh) must not outlive their round: a remote
+    // file changed between two rounds of the daemon is fetched and written by the next one.
+    let dir = scratch();
+    let body = std::sync::Arc::new(std::sync::Mutex::new("v = 1\n".to_string()));
+    let port = serve_body(body.clone());
+    let hub = Hub::start(dir.path());
+    hub.create_app("shop");
+    let config = hub.add_instance("shop", "web-1");
+    let _agent = Agent::start(&dir.path().join("web-1"), &config, &format!("{FAST_AGENT}\n"));
+    let file = recipe(
+        dir.path(),
+        "r.yaml",
+        &format!(
+            "states:\n  - {{id: conf, module: linux.file, parameter: {{path: \"@/app.conf\", remote_uri: \"http://127.0.0.1:{port}/app.conf\"}}}}\n"
+        ),
+    );
+    hub.push("shop", &file);
+    let out = dir.path().join("app.conf");
+    let read = || std::fs::read_to_string(&out).unwrap_or_default();
+    assert!(wait_until(Duration::from_secs(30), || read() == "v = 1\n"), "{}", hub.status("shop"));
+    *body.lock().unwrap() = "v = 2\n".to_string();
+    assert!(wait_until(Duration::from_secs(30), || read() == "v = 2\n"), "the next rounds kept the first download");
+}
