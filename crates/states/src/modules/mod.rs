@@ -12,6 +12,8 @@ pub mod common_virtualenv;
 pub mod linux_apt_package;
 pub mod linux_apt_ppa;
 pub mod linux_apt_repo;
+pub mod linux_chef_client;
+pub mod linux_chef_solo;
 pub mod linux_cmd;
 pub mod linux_cronjob;
 pub mod linux_dir;
@@ -79,6 +81,8 @@ pub const SUPPORTED: &[&str] = &[
     "linux.yum.package",
     "linux.yum.repo",
     "linux.rpm.key",
+    "linux.chef.client",
+    "linux.chef.solo",
 ];
 
 /// A validated state module.
@@ -119,6 +123,8 @@ pub enum Module {
     PuppetApply(linux_puppet_apply::PuppetApply),
     PuppetAgent(linux_puppet_agent::PuppetAgent),
     PuppetRun(linux_puppet_run::PuppetRun),
+    ChefClient(linux_chef_client::ChefClient),
+    ChefSolo(linux_chef_solo::ChefSolo),
 }
 
 impl Module {
@@ -180,6 +186,10 @@ impl Module {
             "linux.puppet.run" => {
                 linux_puppet_run::PuppetRun::from_params(state).map(|(m, w)| (Module::PuppetRun(m), w))
             }
+            "linux.chef.client" => {
+                linux_chef_client::ChefClient::from_params(state).map(|(m, w)| (Module::ChefClient(m), w))
+            }
+            "linux.chef.solo" => linux_chef_solo::ChefSolo::from_params(state).map(|(m, w)| (Module::ChefSolo(m), w)),
             id if catalog::is_known_module(id) => Err(vec![crate::not_yet_supported(state)]),
             // The recipe crate rejects unknown ids before we get here.
             id => Err(vec![Diagnostic::error(opsagent_recipe::Kind::UnknownModule, format!("unknown module `{id}`"))
@@ -224,6 +234,8 @@ impl Module {
             Module::PuppetApply(m) => m.check(ctx).await,
             Module::PuppetAgent(m) => m.check(ctx).await,
             Module::PuppetRun(m) => m.check(ctx).await,
+            Module::ChefClient(m) => m.check(ctx).await,
+            Module::ChefSolo(m) => m.check(ctx).await,
         }
     }
 
@@ -267,6 +279,8 @@ impl Module {
             Module::PuppetApply(m) => m.apply(ctx, plan).await,
             Module::PuppetAgent(m) => m.apply(ctx, plan).await,
             Module::PuppetRun(m) => m.apply(ctx, plan).await,
+            Module::ChefClient(m) => m.apply(ctx, plan).await,
+            Module::ChefSolo(m) => m.apply(ctx, plan).await,
         }
     }
 

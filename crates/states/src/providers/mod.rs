@@ -2,6 +2,7 @@
 //! own file, so that a module reads as "what is wanted" and the provider as "how this system does it".
 
 pub mod apt;
+pub mod chef;
 pub mod lvm;
 pub mod puppet;
 pub mod service;
