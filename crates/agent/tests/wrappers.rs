@@ -210,11 +210,18 @@ fn missing_tools_are_named_in_one_line() {
   - id: pr
     module: linux.puppet.run
     parameter: {}
+  - id: cc
+    module: linux.chef.client
+    parameter: { server: \"https://127.0.0.1:1/organizations/x\" }
+  - id: cs
+    module: linux.chef.solo
+    parameter: { config: /etc/chef/solo.rb }
 ",
     );
     let run = apply_without_tools(&s, &recipe);
     assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
     let states = run.json()["states"].as_array().unwrap().clone();
+    assert_eq!(states.len(), 4);
     let mut comments = Vec::new();
     for st in &states {
         assert_eq!(st["status"], "failed", "{st}");
@@ -223,7 +230,7 @@ fn missing_tools_are_named_in_one_line() {
         assert!(!comment.contains('\n'), "{comment}");
         comments.push(comment);
     }
-    for (comment, tool) in comments.iter().zip(["puppet", "puppet"]) {
+    for (comment, tool) in comments.iter().zip(["puppet", "puppet", "chef-client", "chef-solo"]) {
         assert!(comment.starts_with(&format!("`{tool}` is not installed on this machine")), "{comment}");
     }
 }
@@ -246,6 +253,12 @@ fn bad_parameters_are_refused_by_validate() {
   - id: ag2
     module: linux.puppet.agent
     parameter: { server: \"https://puppet\" }
+  - id: cc
+    module: linux.chef.client
+    parameter: { server: chef.example.com, client_key: client.pem, arguments: { why-run: \"\", config: /x } }
+  - id: cs
+    module: linux.chef.solo
+    parameter: { override_runlist: \"recipe[a], recipe[b]\", recipe_url: \"ftp://x\", arguments: { no-color: \"\" } }
 ",
     );
     let out = Command::new(common::bin()).arg("validate").arg(&file).env("NO_COLOR", "1").output().unwrap();
@@ -263,6 +276,14 @@ fn bad_parameters_are_refused_by_validate() {
         "state 3 `ag` (linux.puppet.agent): parameter `server`: required parameter `server` is missing",
         "state 3 `ag` (linux.puppet.agent): parameter `arguments.server`: option `--server` is set by opsagent itself",
         "state 4 `ag2` (linux.puppet.agent): parameter `server`: `https://puppet` is not a host name",
+        "state 5 `cc` (linux.chef.client): parameter `server`: `chef.example.com` is not an http(s) URL",
+        "state 5 `cc` (linux.chef.client): parameter `client_key`: `client.pem` is not an absolute path",
+        "parameter `arguments.why-run`: option `--why-run` is set by opsagent itself",
+        "parameter `arguments.config`: option `--config` is set by opsagent itself",
+        "give the configuration file in the `config` parameter",
+        "state 6 `cs` (linux.chef.solo): parameter `override_runlist`: `recipe[a], recipe[b]` is not a run list",
+        "state 6 `cs` (linux.chef.solo): parameter `recipe_url`: `ftp://x` is not an http(s) URL or an absolute path",
+        "state 6 `cs` (linux.chef.solo): parameter `arguments.no-color`: option `--no-color` is set by opsagent itself",
     ] {
         assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
     }
