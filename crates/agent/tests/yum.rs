@@ -12,6 +12,8 @@
 //! the repository files, dnf's cache of them and the temp dir, even when a test fails.
 
 mod common;
+#[path = "common/http.rs"]
+mod http_server;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -646,7 +648,7 @@ fn bad_parameters_are_refused_by_validate() {
   - id: p2
     module: linux.yum.package
     parameter:
-      name: {\"Bad Name\": \"\", nginx: lastest, curl: \"http://example.com/curl.rpm\", vim: relative/vim.rpm, bash.x86_64: \"\", zsh: /srv/zsh.deb}
+      name: {\"Bad Name\": \"\", nginx: lastest, curl: \"ftp://example.com/curl.rpm\", vim: relative/vim.rpm, bash.x86_64: \"\", zsh: /srv/zsh.deb}
       repo: \"two repos\"
   - id: r1
     module: linux.yum.repo
@@ -656,7 +658,7 @@ fn bad_parameters_are_refused_by_validate() {
     parameter: {name: epel}
   - id: r3
     module: linux.yum.repo
-    parameter: {name: epel, rpm-url: \"https://example.com/epel-release.rpm\"}
+    parameter: {name: epel, rpm-url: \"https://example.com/epel-release.txt\"}
   - id: r4
     module: linux.yum.repo
     parameter: {name: x, content: \"[x]\\nbaseurl=file:///srv\\n\", rpm-url: /srv/x.rpm}
@@ -674,7 +676,7 @@ fn bad_parameters_are_refused_by_validate() {
         "state 1 `p1` (linux.yum.package): parameter `name`: required parameter `name` is missing",
         "state 2 `p2` (linux.yum.package): parameter `name.Bad Name`: `Bad Name` is not an rpm package name",
         "parameter `name.nginx`: `lastest` is not an rpm version, `latest`, `removed`, `purged` or an `.rpm` path",
-        "parameter `name.curl`: installing a package from a URL (`http://example.com/curl.rpm`) is not yet supported",
+        "parameter `name.curl`: `ftp://example.com/curl.rpm` is neither a local path nor an http(s) URL",
         "parameter `name.vim`: `relative/vim.rpm` is not an absolute path",
         "parameter `name.bash.x86_64`: `bash.x86_64` names an architecture",
         "parameter `name.zsh`: `/srv/zsh.deb` is a Debian package",
@@ -682,11 +684,61 @@ fn bad_parameters_are_refused_by_validate() {
         "state 3 `r1` (linux.yum.repo): parameter `name`: `../evil` cannot name a file in /etc/yum.repos.d",
         "parameter `content`: line 1 (`hello world`) comes before the first `[id]` section",
         "state 4 `r2` (linux.yum.repo): parameter `content`: give `content` (the repository file) or `rpm-url`",
-        "state 5 `r3` (linux.yum.repo): parameter `rpm-url`: installing a repository package from a URL (`https://example.com/epel-release.rpm`) is not yet supported",
+        "state 5 `r3` (linux.yum.repo): parameter `rpm-url`: `https://example.com/epel-release.txt` is not an `.rpm` file",
         "state 6 `r4` (linux.yum.repo): parameter `rpm-url`: `rpm-url` is ignored: `content` is given",
         "state 7 `k1` (linux.rpm.key): parameter `path`: `keys/KEY` is not an absolute path",
         "state 8 `k2` (linux.rpm.key): parameter `path`: required parameter `path` is missing",
     ] {
         assert!(out.contains(expected), "missing `{expected}` in:\n{out}");
     }
+}
+
+#[test]
+fn packages_repository_packages_and_keys_come_from_http_urls_downloaded_once() {
+    let f = Fixture::new();
+    f.publish(&[]);
+    f.declare_repo();
+    let release_repo = format!("/etc/yum.repos.d/{}-release.repo", f.id);
+    let content = f.repo_content(false).replacen(&format!("[{}]", f.id), &format!("[{}-release]", f.id), 1);
+    f.build_rpm(PKG_RELEASE, "1", &[(&release_repo, &content)]);
+    let (key, id) = f.gpg_key("opsagent-test-http-key");
+    let server = http_server::Server::start(None);
+    let send = http_server::Send::Length;
+    server.put("keys/KEY", &std::fs::read(&key).unwrap(), send);
+    server.put("pool/release.noarch.rpm", &std::fs::read(f.rpm(PKG_RELEASE, "1")).unwrap(), send);
+    server.put("pool/b.noarch.rpm", &std::fs::read(f.rpm(PKG_B, "1.0")).unwrap(), send);
+    let (key_url, release_url, b_url) =
+        (server.url("keys/KEY"), server.url("pool/release.noarch.rpm"), server.url("pool/b.noarch.rpm"));
+    let recipe = format!(
+        "states:\n  - id: key\n    module: linux.rpm.key\n    parameter: {{path: \"{key_url}\"}}\n\
+         \x20 - id: release\n    module: linux.yum.repo\n    parameter: {{name: {id}-release, rpm-url: \"{release_url}\"}}\n\
+         \x20 - id: pkgs\n    module: linux.yum.package\n    parameter: {{name: {{{PKG_B}: \"{b_url}\"}}, repo: {id}}}\n",
+        id = f.id
+    );
+    let want = [
+        ("key", format!("create gpg-pubkey-{id} (import from {key_url})")),
+        ("release", format!("create {PKG_RELEASE} (install 1-1 from {release_url})")),
+        ("pkgs", format!("create {PKG_B} (install 1.0-1 from {b_url})")),
+    ];
+    let test = f.apply(&recipe, &["--test", "--json"]);
+    assert_eq!(test.code, 0, "{}{}", test.stdout, test.stderr);
+    for (state, change) in &want {
+        assert_eq!(changes(&test, state), [change.as_str()], "--test plan of {state}");
+    }
+    let run = f.apply(&recipe, &["--json"]);
+    assert_eq!(run.statuses(), ["key=changed", "release=changed", "pkgs=changed"], "{}{}", run.stdout, run.stderr);
+    for (state, change) in &want {
+        assert_eq!(changes(&run, state), [change.as_str()], "what apply did to {state}");
+    }
+    assert!(rpm_q(&format!("gpg-pubkey-{id}")).is_some());
+    assert_eq!(rpm_q(PKG_RELEASE).as_deref(), Some("1-1"));
+    assert_eq!(std::fs::read_to_string(&release_repo).unwrap(), content);
+    assert_eq!(rpm_q(PKG_B).as_deref(), Some("1.0-1"));
+    // Each file: downloaded by --test, revalidated (304) by the apply round, not sent again.
+    let hits = server.take_hits();
+    for path in ["keys/KEY", "pool/release.noarch.rpm", "pool/b.noarch.rpm"] {
+        let statuses: Vec<u16> = hits.iter().filter(|h| h.path.ends_with(path)).map(|h| h.status).collect();
+        assert_eq!(statuses, [200, 304], "{path}");
+    }
+    assert_eq!(f.apply(&recipe, &["--json"]).statuses(), ["key=ok", "release=ok", "pkgs=ok"]);
 }

@@ -2,7 +2,7 @@
 //!
 //! | parameter | type | default | notes |
 //! |---|---|---|---|
-//! | `path` | path or `file://` URL | required | the key file, ASCII-armored (`-----BEGIN PGP PUBLIC KEY BLOCK-----`) or binary; `http(s)://` URLs are not yet supported |
+//! | `path` | path or URL | required | the key file, ASCII-armored (`-----BEGIN PGP PUBLIC KEY BLOCK-----`) or binary: a local path, a `file://` or `http(s)://` URL (downloaded into the agent's download cache, revalidated once per round) |
 //!
 //! rpm keeps each imported key as a package named `gpg-pubkey-<id>`, where `<id>` is the last 8
 //! hex digits of the key's id. "Already fine" means every public key in the file is there
@@ -18,12 +18,10 @@
 //!     path: /etc/pki/rpm-gpg/RPM-GPG-KEY-EPEL-9
 //! ```
 
-use std::path::PathBuf;
-
-use opsagent_recipe::{Diagnostic, Kind, ParamReader, State};
+use opsagent_recipe::{Diagnostic, ParamReader, State};
 use sha1::{Digest, Sha1};
 
-use super::linux_file::check_absolute;
+use crate::fetch::Source;
 use crate::process::Tail;
 use crate::providers::yum;
 use crate::{Action, Change, Ctx, Outcome, Plan, StateError};
@@ -31,34 +29,21 @@ use crate::{Action, Change, Ctx, Outcome, Plan, StateError};
 /// A validated `linux.rpm.key`.
 #[derive(Debug, Clone)]
 pub struct RpmKey {
-    pub path: PathBuf,
+    pub path: Source,
 }
+
+/// The largest key file downloaded.
+const MAX_KEY: u64 = 1 << 20;
 
 impl RpmKey {
     pub fn from_params(state: &State) -> Result<(RpmKey, Vec<Diagnostic>), Vec<Diagnostic>> {
         let mut p = ParamReader::new(state);
         let pos = p.node("path").and_then(|n| n.pos);
         let raw = p.required_string("path", "give the key file, e.g. `path: /etc/pki/rpm-gpg/RPM-GPG-KEY-EPEL-9`");
-        let mut path = None;
-        if let Some(raw) = raw.map(|r| r.trim().to_string()) {
-            let lower = raw.to_ascii_lowercase();
-            if ["http://", "https://", "ftp://"].iter().any(|s| lower.starts_with(s)) {
-                p.report(
-                    Kind::NotYetSupported,
-                    "path",
-                    pos,
-                    format!("importing a key from a URL (`{raw}`) is not yet supported"),
-                    Some(
-                        "download it in an earlier state (or write it with `linux.file`) and give the local path"
-                            .into(),
-                    ),
-                );
-            } else {
-                path = check_absolute(&mut p, "path", pos, raw.strip_prefix("file://").unwrap_or(&raw));
-            }
-        }
+        let path =
+            raw.and_then(|raw| Source::read(&mut p, "path", pos, raw.trim(), "/etc/pki/rpm-gpg/RPM-GPG-KEY-EPEL-9"));
         let warnings = p.finish(&["path"], &[])?;
-        let path = path.expect("finish fails when `path` is missing or not a local absolute path");
+        let path = path.expect("finish fails when `path` is missing or not a path or URL");
         Ok((RpmKey { path }, warnings))
     }
 
@@ -66,18 +51,18 @@ impl RpmKey {
         let missing = self.missing(ctx).await?;
         let changes = missing
             .iter()
-            .map(|id| {
-                Change::new(Action::Create, format!("gpg-pubkey-{id}"), format!("import from {}", self.path.display()))
-            })
+            .map(|id| Change::new(Action::Create, format!("gpg-pubkey-{id}"), format!("import from {}", self.path)))
             .collect();
         Ok(Plan { changes, diff: None })
     }
 
     pub async fn apply(&self, ctx: &Ctx, plan: Plan) -> Result<Outcome, StateError> {
-        let output = yum::rpm(ctx, &["--import".to_string(), self.path.display().to_string()]).await?;
+        // The copy `check` downloaded (or revalidated) in this round.
+        let file = self.path.local(ctx, None, MAX_KEY).await?;
+        let output = yum::rpm(ctx, &["--import".to_string(), file.display().to_string()]).await?;
         if let Some(id) = self.missing(ctx).await?.first() {
             return Err(StateError::Conflict {
-                path: self.path.clone(),
+                path: file,
                 problem: format!("was imported, but rpm has no `gpg-pubkey-{id}` afterwards"),
             });
         }
@@ -91,8 +76,15 @@ impl RpmKey {
 
     /// The ids (8 hex digits, as rpm names them) of the file's keys that rpm does not have.
     async fn missing(&self, ctx: &Ctx) -> Result<Vec<String>, StateError> {
-        let bytes = std::fs::read(&self.path).map_err(StateError::io("reading the key file", &self.path))?;
-        let ids = key_ids(&bytes).map_err(|problem| StateError::Conflict { path: self.path.clone(), problem })?;
+        let file = self.path.local(ctx, None, MAX_KEY).await?;
+        let bytes = std::fs::read(&file).map_err(StateError::io("reading the key file", &file))?;
+        let ids = key_ids(&bytes).map_err(|problem| {
+            let problem = match &self.path {
+                Source::Remote(_) => format!("(from {}) {problem}", self.path),
+                Source::Local(_) => problem,
+            };
+            StateError::Conflict { path: file.clone(), problem }
+        })?;
         let mut missing = Vec::new();
         for id in ids {
             if !yum::rpm_has(ctx, &format!("gpg-pubkey-{id}")).await? {

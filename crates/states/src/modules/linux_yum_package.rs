@@ -15,7 +15,7 @@
 //! | `latest` | installed at the newest version the repositories offer (upgraded when they offer a newer one) |
 //! | `removed` | not installed |
 //! | `purged` | the same as `removed` (rpm keeps no configuration files apart; changed ones are saved as `.rpmsave`, as always) |
-//! | `/path/pkg.rpm` or `file:///path/pkg.rpm` | installed from that file, at the file's version; `http(s)://` URLs are not yet supported |
+//! | `/path/pkg.rpm`, `file:///path/pkg.rpm` or `https://host/pkg.rpm` | installed from that file, at the file's version; a URL is downloaded into the agent's download cache (revalidated once per round) |
 //!
 //! dnf is used where it is installed, else yum; neither is an error naming both. "Already fine"
 //! means rpm reports every package as wanted: installed (at the version, or at least the newest
@@ -48,10 +48,13 @@ use std::path::PathBuf;
 
 use opsagent_recipe::{Diagnostic, Kind, ParamReader, State};
 
-use super::linux_file::check_absolute;
+use crate::fetch::Source;
 use crate::process::Tail;
 use crate::providers::yum::{self, Evr, Tool};
 use crate::{Action, Change, Ctx, Outcome, Plan, StateError};
+
+/// The largest package file downloaded.
+const MAX_RPM: u64 = 4 << 30;
 
 /// A validated `linux.yum.package`.
 #[derive(Debug, Clone)]
@@ -71,8 +74,8 @@ pub enum Wanted {
     Latest,
     /// `removed` or `purged`.
     Removed,
-    /// Installed from this local `.rpm` file.
-    Rpm(PathBuf),
+    /// Installed from this `.rpm` file (a local path or a URL).
+    Rpm(Source),
 }
 
 /// What the transaction does to one package.
@@ -93,8 +96,8 @@ struct Op {
     from: Option<Evr>,
     /// The version to install.
     to: Option<Evr>,
-    /// The `.rpm` file to install it from.
-    file: Option<PathBuf>,
+    /// The `.rpm` file to install it from, and how the report shows it (the path or the URL).
+    file: Option<(PathBuf, String)>,
 }
 
 impl Op {
@@ -108,8 +111,8 @@ impl Op {
             Verb::Downgrade => (Action::Update, format!("downgrade {from} -> {to}")),
             Verb::Remove => (Action::Remove, format!("remove {from}")),
         };
-        if let Some(file) = &self.file {
-            detail.push_str(&format!(" from {}", file.display()));
+        if let Some((_, shown)) = &self.file {
+            detail.push_str(&format!(" from {shown}"));
         }
         Change::new(action, &self.package, detail.trim_end())
     }
@@ -121,7 +124,7 @@ impl Op {
     /// What dnf is given to install it: the file, or `name-version-release` (exact).
     fn install_arg(&self) -> String {
         match (&self.file, &self.to) {
-            (Some(file), _) => file.display().to_string(),
+            (Some((file, _)), _) => file.display().to_string(),
             (None, Some(to)) => format!("{}-{to}", self.package),
             (None, None) => self.package.clone(),
         }
@@ -252,17 +255,22 @@ impl YumPackage {
     /// What must change, package by package, in recipe order (installs first, as they run).
     async fn plan(&self, ctx: &Ctx, tool: Tool) -> Result<Vec<Op>, StateError> {
         // The package held by each `.rpm`, checked against the name the recipe gives it.
-        let mut files: HashMap<&str, (PathBuf, Evr)> = HashMap::new();
+        let mut files: HashMap<&str, ((PathBuf, String), Evr)> = HashMap::new();
         for (name, wanted) in &self.packages {
-            if let Wanted::Rpm(file) = wanted {
-                let (package, evr) = yum::rpm_identity(ctx, file).await?;
+            if let Wanted::Rpm(source) = wanted {
+                let file = source.local(ctx, None, MAX_RPM).await?;
+                let (package, evr) = yum::rpm_identity(ctx, &file).await?;
                 if package != *name {
+                    let from = match source {
+                        Source::Remote(_) => format!("(from {source}) "),
+                        Source::Local(_) => String::new(),
+                    };
                     return Err(StateError::Conflict {
-                        path: file.clone(),
-                        problem: format!("holds package `{package}`, not `{name}`; name the entry `{package}`"),
+                        path: file,
+                        problem: format!("{from}holds package `{package}`, not `{name}`; name the entry `{package}`"),
                     });
                 }
-                files.insert(name, (file.clone(), evr));
+                files.insert(name, ((file, source.to_string()), evr));
             }
         }
         let names: Vec<&str> = self.packages.iter().map(|(n, _)| n.as_str()).collect();
@@ -358,7 +366,7 @@ impl YumPackage {
     }
 }
 
-fn op(verb: Verb, package: &str, from: Option<Evr>, to: Option<Evr>, file: Option<PathBuf>) -> Op {
+fn op(verb: Verb, package: &str, from: Option<Evr>, to: Option<Evr>, file: Option<(PathBuf, String)>) -> Op {
     Op { verb, package: package.to_string(), from, to, file }
 }
 
@@ -398,16 +406,6 @@ fn parse_wanted(p: &mut ParamReader<'_>, path: &str, pos: Option<opsagent_recipe
         _ => {}
     }
     let lower = value.to_ascii_lowercase();
-    if ["http://", "https://", "ftp://"].iter().any(|s| lower.starts_with(s)) {
-        p.report(
-            Kind::NotYetSupported,
-            path,
-            pos,
-            format!("installing a package from a URL (`{value}`) is not yet supported"),
-            Some("download it in an earlier state and give the local path (`/var/cache/pkg.rpm`), or serve it from a `linux.yum.repo` repository".into()),
-        );
-        return None;
-    }
     if lower.ends_with(".deb") {
         p.report(
             Kind::BadValue,
@@ -418,10 +416,7 @@ fn parse_wanted(p: &mut ParamReader<'_>, path: &str, pos: Option<opsagent_recipe
         );
         return None;
     }
-    if let Some(rest) = value.strip_prefix("file://") {
-        return check_rpm(p, path, pos, rest);
-    }
-    if value.starts_with('/') || lower.ends_with(".rpm") {
+    if value.starts_with('/') || value.contains("://") || lower.ends_with(".rpm") {
         return check_rpm(p, path, pos, value);
     }
     if is_version(value) {
@@ -441,18 +436,18 @@ fn parse_wanted(p: &mut ParamReader<'_>, path: &str, pos: Option<opsagent_recipe
 }
 
 fn check_rpm(p: &mut ParamReader<'_>, path: &str, pos: Option<opsagent_recipe::Pos>, file: &str) -> Option<Wanted> {
-    let file = check_absolute(p, path, pos, file)?;
-    if !file.to_string_lossy().ends_with(".rpm") {
+    let source = Source::read(p, path, pos, file, "/srv/pkg-1.0-1.noarch.rpm")?;
+    if !source.file_name().ends_with(".rpm") {
         p.report(
             Kind::BadValue,
             path,
             pos,
-            format!("`{}` is not an `.rpm` file", file.display()),
-            Some("give the path of an rpm package file, ending in `.rpm`".into()),
+            format!("`{source}` is not an `.rpm` file"),
+            Some("give the path or URL of an rpm package file, ending in `.rpm`".into()),
         );
         return None;
     }
-    Some(Wanted::Rpm(file))
+    Some(Wanted::Rpm(source))
 }
 
 /// Why `name` is not an rpm package name for this module (message, hint), if it is not.
@@ -524,7 +519,7 @@ mod tests {
         let install = op(Verb::Install, "foo", None, evr("1.2", "1"), None);
         assert_eq!(install.change().to_string(), "create foo (install 1.2-1)");
         assert_eq!(op(Verb::Remove, "baz", evr("2", "3"), None, None).change().to_string(), "remove baz (remove 2-3)");
-        let file = op(Verb::Install, "a", None, evr("1", "1"), Some("/srv/a.rpm".into()));
+        let file = op(Verb::Install, "a", None, evr("1", "1"), Some(("/srv/a.rpm".into(), "/srv/a.rpm".into())));
         assert_eq!(file.change().to_string(), "create a (install 1-1 from /srv/a.rpm)");
         assert_eq!(file.install_arg(), "/srv/a.rpm");
     }

@@ -4,7 +4,7 @@
 //! |---|---|---|---|
 //! | `name` | string | required | the file is `/etc/yum.repos.d/<name>.repo`; letters, digits, `_`, `-` and `.` only |
 //! | `content` | text | — | the repository file: `[id]` sections of `key=value` lines (comments and blank lines allowed) |
-//! | `rpm-url` | path or `file://` URL | — | used when `content` is not given: a package that installs the repository (such as `epel-release`); `http(s)://` URLs are not yet supported |
+//! | `rpm-url` | path or URL | — | used when `content` is not given: a package that installs the repository (such as `epel-release`): a local path, `file://` or `http(s)://` URL (downloaded into the agent's download cache, revalidated once per round) |
 //! | `absent` | bool | `false` | ours: remove the file `/etc/yum.repos.d/<name>.repo` instead |
 //!
 //! One of `content` and `rpm-url` is required (unless `absent`); with both, `content` is used
@@ -18,7 +18,7 @@
 //! With `rpm-url`, "already fine" means the package the file holds is installed at the file's
 //! version or newer (the original ran `rpm -U --force` every round); otherwise `rpm -U FILE`
 //! installs or upgrades it, and `--test` shows `create epel-release (install 9-7.el9 from
-//! /srv/epel-release.rpm)`.
+//! https://…/epel-release-latest-9.noarch.rpm)`.
 //!
 //! When the repository changes, the next `linux.yum.package` state of the round refreshes the
 //! package metadata again.
@@ -42,14 +42,17 @@ use std::path::{Path, PathBuf};
 
 use opsagent_recipe::{Diagnostic, Kind, ParamReader, State};
 
-use super::linux_file::check_absolute;
 use crate::ctx::Owner;
+use crate::fetch;
 use crate::process::Tail;
 use crate::providers::yum;
 use crate::{diff, fsutil, Action, Change, Ctx, Outcome, Plan, StateError};
 
 /// Where dnf and yum read repository files.
 pub const REPOS_DIR: &str = "/etc/yum.repos.d";
+
+/// The largest repository package downloaded.
+const MAX_RPM: u64 = 1 << 30;
 
 /// Mode of a repository file.
 pub const REPO_MODE: u32 = 0o644;
@@ -67,8 +70,8 @@ pub struct YumRepo {
 pub enum Source {
     /// The repository file with this content.
     Content(String),
-    /// A repository package, installed from this local `.rpm` file.
-    Rpm(PathBuf),
+    /// A repository package, installed from this `.rpm` file (a local path or a URL).
+    Rpm(fetch::Source),
     /// No repository file.
     Absent,
 }
@@ -135,21 +138,20 @@ impl YumRepo {
 
     pub async fn check(&self, ctx: &Ctx) -> Result<Plan, StateError> {
         match &self.source {
-            Source::Rpm(file) => {
-                let (package, evr, now) = rpm_state(ctx, file).await?;
+            Source::Rpm(source) => {
+                let file = source.local(ctx, None, MAX_RPM).await?;
+                let (package, evr, now) = rpm_state(ctx, &file).await?;
                 let mut plan = Plan::default();
                 match now {
                     Some(now) if yum::compare_evr(&now, &evr).is_ge() => {}
                     Some(now) => plan.changes.push(Change::new(
                         Action::Update,
                         package,
-                        format!("upgrade {now} -> {evr} from {}", file.display()),
+                        format!("upgrade {now} -> {evr} from {source}"),
                     )),
-                    None => plan.changes.push(Change::new(
-                        Action::Create,
-                        package,
-                        format!("install {evr} from {}", file.display()),
-                    )),
+                    None => {
+                        plan.changes.push(Change::new(Action::Create, package, format!("install {evr} from {source}")))
+                    }
                 }
                 Ok(plan)
             }
@@ -161,13 +163,15 @@ impl YumRepo {
     pub async fn apply(&self, ctx: &Ctx, plan: Plan) -> Result<Outcome, StateError> {
         let mut outcome: Outcome = plan.into();
         match &self.source {
-            Source::Rpm(file) => {
+            Source::Rpm(source) => {
+                // The copy `check` downloaded (or revalidated) in this round.
+                let file = source.local(ctx, None, MAX_RPM).await?;
                 let output = yum::rpm(ctx, &["-U".to_string(), file.display().to_string()]).await?;
-                let (package, evr, now) = rpm_state(ctx, file).await?;
+                let (package, evr, now) = rpm_state(ctx, &file).await?;
                 if !now.as_ref().is_some_and(|now| yum::compare_evr(now, &evr).is_ge()) {
                     return Err(StateError::Package {
                         package,
-                        problem: format!("is not installed at {evr} after `rpm -U {}`", file.display()),
+                        problem: format!("is not installed at {evr} after `rpm -U` of {source}"),
                     });
                 }
                 let max = ctx.round.max_output_bytes;
@@ -253,31 +257,20 @@ async fn rpm_state(ctx: &Ctx, file: &Path) -> Result<(String, yum::Evr, Option<y
     Ok((package, evr, now))
 }
 
-/// Reads `rpm-url`: a local path or a `file://` URL of an `.rpm`.
-fn rpm_file(p: &mut ParamReader<'_>, pos: Option<opsagent_recipe::Pos>, url: &str) -> Option<PathBuf> {
-    let lower = url.to_ascii_lowercase();
-    if ["http://", "https://", "ftp://"].iter().any(|s| lower.starts_with(s)) {
-        p.report(
-            Kind::NotYetSupported,
-            "rpm-url",
-            pos,
-            format!("installing a repository package from a URL (`{url}`) is not yet supported"),
-            Some("download it in an earlier state and give the local path (`/var/cache/epel-release.rpm`), or give the repository file as `content`".into()),
-        );
-        return None;
-    }
-    let file = check_absolute(p, "rpm-url", pos, url.strip_prefix("file://").unwrap_or(url))?;
-    if !file.to_string_lossy().ends_with(".rpm") {
+/// Reads `rpm-url`: a local path, a `file://` or an `http(s)://` URL of an `.rpm`.
+fn rpm_file(p: &mut ParamReader<'_>, pos: Option<opsagent_recipe::Pos>, url: &str) -> Option<fetch::Source> {
+    let source = fetch::Source::read(p, "rpm-url", pos, url, "/srv/epel-release.noarch.rpm")?;
+    if !source.file_name().ends_with(".rpm") {
         p.report(
             Kind::BadValue,
             "rpm-url",
             pos,
-            format!("`{}` is not an `.rpm` file", file.display()),
-            Some("give the path of the repository package, ending in `.rpm`".into()),
+            format!("`{source}` is not an `.rpm` file"),
+            Some("give the path or URL of the repository package, ending in `.rpm`".into()),
         );
         return None;
     }
-    Some(file)
+    Some(source)
 }
 
 /// Refuses content that is not a repository file: dnf would then refuse to run at all.
