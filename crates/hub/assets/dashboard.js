@@ -27,6 +27,17 @@
     const openKeys = () =>
       new Set(Array.from(main.querySelectorAll("details[open][data-key]"), (d) => d.dataset.key));
     const adopt = (node) => document.adoptNode(node);
+    // Form fields marked `data-keep` (with an id) keep what the operator chose across refreshes.
+    const keptFields = () =>
+      Array.from(main.querySelectorAll("[data-keep][id]"), (f) => [f.id, f.type === "checkbox" ? f.checked : f.value]);
+    function restoreFields(fields) {
+      for (const [id, value] of fields) {
+        const field = document.getElementById(id);
+        if (!field) continue;
+        if (field.type === "checkbox") field.checked = value;
+        else if (field.tagName !== "SELECT" || Array.from(field.options).some((o) => o.value === value)) field.value = value;
+      }
+    }
 
     async function refresh() {
       if (inFlight) {
@@ -63,12 +74,14 @@
           }
         } else {
           const keep = openKeys();
+          const fields = keptFields();
           // Copy the list first: adopting a node removes it from the live `childNodes`.
           const nodes = Array.from(fresh.childNodes);
           main.replaceChildren(...nodes.map(adopt));
           for (const d of main.querySelectorAll("details[data-key]")) {
             if (keep.has(d.dataset.key)) d.open = true;
           }
+          restoreFields(fields);
         }
         main.dataset.refreshed = String(Date.now());
         main.dataset.refreshMs = String(Math.round(performance.now() - started));

@@ -20,7 +20,7 @@ use crate::error::ApiError;
 use crate::recipe;
 use crate::releases;
 use crate::shared::Shared;
-use crate::store::{LogQuery, Target};
+use crate::store::LogQuery;
 use crate::waits;
 
 type ApiResult = Result<Response, ApiError>;
@@ -295,7 +295,8 @@ struct Upgrade {
 }
 
 /// `POST /apps/{app}/upgrade`: sets the agent version of the app's instances and orders the connected
-/// ones that run another version to upgrade (the others get the order at their next handshake).
+/// ones that run another version to upgrade (the others get the order at their next handshake);
+/// `releases::order_upgrade` does it, as for the dashboard.
 async fn upgrade(
     State(shared): State<Arc<Shared>>,
     Path(app): Path<String>,
@@ -303,17 +304,28 @@ async fn upgrade(
 ) -> ApiResult {
     let Json(Upgrade { version, allow_downgrade }) = body.map_err(bad_json)?;
     require_app(&shared, &app).await?;
-    releases::check_version(&version).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    if releases::manifest_of(&shared.data_dir, &version)?.is_none() {
-        return Err(ApiError::not_found(format!("there is no release {version} on this hub"))
-            .hint("add it with `opsagent-hub release add --version V --binary PATH --signing-key KEY`"));
+    let ordered = releases::order_upgrade(&shared, &app, &version, allow_downgrade).await.map_err(order_error)?;
+    Ok(Json(json!({
+        "app_id": app, "version": ordered.version, "allow_downgrade": ordered.allow_downgrade, "sent_to": ordered.sent_to,
+    }))
+    .into_response())
+}
+
+/// A refused upgrade order as an API error: a bad version 400, an unknown one 404, a downgrade
+/// without the flag 409.
+fn order_error(error: releases::OrderError) -> ApiError {
+    use releases::OrderError;
+    let (message, hint) = (error.message(), error.hint());
+    let api = match error {
+        OrderError::InvalidVersion(_) => ApiError::bad_request(message),
+        OrderError::UnknownVersion(_) => ApiError::not_found(message),
+        OrderError::Downgrade { .. } => ApiError::conflict(message),
+        OrderError::Internal(e) => return ApiError::from(e),
+    };
+    match hint {
+        Some(hint) => api.hint(hint),
+        None => api,
     }
-    let target = Target { version: version.clone(), allow_downgrade };
-    shared.store.set_target(&app, Some(&target)).await?;
-    let sent_to = releases::send_updates(&shared, &app).await?;
-    tracing::info!(app_id = %app, version = %version, allow_downgrade, sent_to, "agent upgrade ordered");
-    Ok(Json(json!({ "app_id": app, "version": version, "allow_downgrade": allow_downgrade, "sent_to": sent_to }))
-        .into_response())
 }
 
 #[derive(Deserialize)]

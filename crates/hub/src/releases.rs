@@ -227,6 +227,137 @@ pub async fn send_updates(shared: &Shared, app: &str) -> anyhow::Result<usize> {
     Ok(sent)
 }
 
+/// Why an upgrade order was refused: the operator's mistakes ([`OrderError::message`] and
+/// [`OrderError::hint`] say what and how to fix it), or the hub's own failure.
+#[derive(Debug)]
+pub enum OrderError {
+    /// Not a well-formed version.
+    InvalidVersion(String),
+    /// No release of this version in the data directory.
+    UnknownVersion(String),
+    /// The version is older than what some instances run, and the order does not allow downgrades:
+    /// `(instance, its agent version)`.
+    Downgrade {
+        version: String,
+        newer: Vec<(String, String)>,
+    },
+    Internal(anyhow::Error),
+}
+
+impl From<anyhow::Error> for OrderError {
+    fn from(error: anyhow::Error) -> OrderError {
+        OrderError::Internal(error)
+    }
+}
+
+impl OrderError {
+    /// What was wrong, for the operator.
+    pub fn message(&self) -> String {
+        match self {
+            OrderError::InvalidVersion(message) => message.clone(),
+            OrderError::UnknownVersion(version) => format!("there is no release {version} on this hub"),
+            OrderError::Downgrade { version, newer } => {
+                const SHOWN: usize = 5;
+                let mut named: Vec<String> =
+                    newer.iter().take(SHOWN).map(|(id, v)| format!("`{id}` runs {v}")).collect();
+                if newer.len() > SHOWN {
+                    named.push(format!("{} more", newer.len() - SHOWN));
+                }
+                format!(
+                    "{version} is older than the agent of {} instance(s) ({}): that is a downgrade, and the order does not allow one",
+                    newer.len(),
+                    named.join(", ")
+                )
+            }
+            OrderError::Internal(_) => "internal error".to_string(),
+        }
+    }
+
+    /// How to fix it.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            OrderError::InvalidVersion(_) => None,
+            OrderError::UnknownVersion(_) => {
+                Some("add it with `opsagent-hub release add --version V --binary PATH --signing-key KEY`")
+            }
+            OrderError::Downgrade { .. } => {
+                Some("order it again with `--allow-downgrade` (in the API: `\"allow_downgrade\": true`)")
+            }
+            OrderError::Internal(_) => None,
+        }
+    }
+}
+
+/// What an accepted upgrade order did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ordered {
+    pub version: String,
+    pub allow_downgrade: bool,
+    /// Connected agents on another version that were sent the order now (the others get it at
+    /// their next handshake).
+    pub sent_to: usize,
+}
+
+/// Orders the agents of `app` (which must exist) to run `version`: the one path of the API's
+/// `POST /apps/{app}/upgrade` and the dashboard's form. Checks that the release exists and that it
+/// is not older than what an instance last reported running unless `allow_downgrade` (the agent
+/// refuses such an order too, but only once it got it: here the operator hears it at once), then
+/// stores the app's target and sends `AgentUpdate` to the connected agents on another version.
+pub async fn order_upgrade(
+    shared: &Shared,
+    app: &str,
+    version: &str,
+    allow_downgrade: bool,
+) -> Result<Ordered, OrderError> {
+    check_version(version).map_err(|e| OrderError::InvalidVersion(e.to_string()))?;
+    if manifest_of(&shared.data_dir, version)?.is_none() {
+        return Err(OrderError::UnknownVersion(version.to_string()));
+    }
+    if !allow_downgrade {
+        let newer: Vec<(String, String)> = shared
+            .store
+            .list_instances(app)
+            .await?
+            .into_iter()
+            .filter_map(|i| Some((i.id, i.agent_version?)))
+            .filter(|(_, running)| compare_versions(version, running).is_lt())
+            .collect();
+        if !newer.is_empty() {
+            return Err(OrderError::Downgrade { version: version.to_string(), newer });
+        }
+    }
+    let target = Target { version: version.to_string(), allow_downgrade };
+    shared.store.set_target(app, Some(&target)).await?;
+    let sent_to = send_updates(shared, app).await?;
+    tracing::info!(app_id = %app, version = %version, allow_downgrade, sent_to, "agent upgrade ordered");
+    shared.events.publish(app, None, crate::dashboard::EventKind::Upgrade);
+    Ok(Ordered { version: version.to_string(), allow_downgrade, sent_to })
+}
+
+/// When a release was added (its manifest's modification time), as RFC 3339 UTC.
+pub fn added_at(data_dir: &Path, version: &str) -> Option<String> {
+    check_version(version).ok()?;
+    let path = releases_dir(data_dir).join(version).join("manifest.json");
+    let modified = std::fs::metadata(path).ok()?.modified().ok()?;
+    let secs = modified.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    Some(rfc3339(secs))
+}
+
+/// Seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ` (days to a civil date: H. Hinnant's algorithm).
+fn rfc3339(secs: u64) -> String {
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rest / 3600, (rest % 3600) / 60, rest % 60)
+}
+
 /// `GET /releases/{version}/opsagent` (the binary) and `GET /releases/{version}/manifest.json`.
 pub async fn download(
     State(shared): State<Arc<Shared>>,
@@ -307,5 +438,12 @@ mod tests {
         assert_eq!(compare_versions("1.0", "1.0.1"), Less);
         assert!(check_version("../x").is_err());
         assert!(check_version("0.2.0-rc.1").is_ok());
+    }
+
+    #[test]
+    fn release_dates_read_as_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400 + 3_723), "2000-02-29T01:02:03Z");
+        assert_eq!(rfc3339(1_795_651_200), "2026-11-26T00:00:00Z");
     }
 }

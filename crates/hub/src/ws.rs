@@ -319,7 +319,12 @@ async fn read_reports(shared: &Shared, app: &str, instance: &str, peer: &Peer, s
         match shared.store.record_report(app, instance, &report).await {
             Ok(true) => {
                 count(shared, &report);
-                shared.events.publish(app, Some(instance), EventKind::Report);
+                let kind = if matches!(report.effect, Effect::Upgrade { .. }) {
+                    EventKind::Upgrade
+                } else {
+                    EventKind::Report
+                };
+                shared.events.publish(app, Some(instance), kind);
             }
             Ok(false) => shared.metrics.duplicate(),
             Err(e) => {

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use opsagent_testkit::{free_port, recipe, scratch, wait_until, Agent, Hub, FAST_AGENT};
+use opsagent_testkit::{
+    agent_bin, agent_with_version, free_port, recipe, scratch, wait_until, Agent, Hub, Installed, FAST_AGENT,
+};
 use serde_json::{json, Value};
 
 /// One browser at a time: the machine is small, and timings should not include a second one.
@@ -338,6 +340,169 @@ async fn dashboard_in_a_browser() {
     client.close().await.expect("close the browser");
 }
 
+/// The agent version the build reports, and the one a patched copy reports.
+const OLD: &str = env!("CARGO_PKG_VERSION");
+const NEW: &str = "0.2.0";
+
+/// The upgrade cell of an instance on the releases page: `[phase, agent version]`.
+fn upgrade_row(instance: &str) -> String {
+    format!(
+        "const r = document.querySelector('tr[data-instance=\"{instance}\"]'); \
+         return r ? [r.dataset.phase || '', r.dataset.agentVersion || ''] : null;"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn releases_page_orders_an_upgrade() {
+    let _one = BROWSER.lock().await;
+    let dir = scratch();
+    let hub = Hub::start(dir.path());
+    hub.create_app("web");
+    let keys = dir.path().join("keys");
+    let public_key = hub.keygen(&keys);
+    let key = keys.join("release.key");
+    hub.release_add(OLD, &agent_bin(), &key);
+    hub.release_add(NEW, &agent_with_version(dir.path(), NEW), &key);
+    // web-1 runs an installed agent at OLD; web-2 never connects.
+    let snippet = hub.add_instance("web", "web-1");
+    hub.add_instance("web", "web-2");
+    let extra = format!("{SLOW_ROUNDS}\nupdate_public_key = \"{public_key}\"\nupgrade_confirm_secs = 60\n");
+    let mut agent = Installed::install(&dir.path().join("root-web-1"), &agent_bin(), OLD, &snippet, &extra);
+    agent.start(&[]);
+    let connected = wait_until(DEADLINE, || {
+        let i = hub.instance_status("web", "web-1");
+        i["connected"] == true && i["agent_version"] == OLD
+    });
+    assert!(connected, "web-1 did not connect:\n{}", agent.log_text());
+
+    let driver = Driver::start();
+    let client = driver.browser(1280, 900).await;
+    // Reached from the app page's navigation.
+    sign_in(&client, &hub, "/apps/web").await;
+    find(&client, "nav.app-nav a[data-tab=\"releases and upgrades\"]").await.click().await.expect("click");
+    until_js(
+        &client,
+        "the releases page",
+        "return location.pathname === '/apps/web/releases' && document.readyState === 'complete';",
+    )
+    .await;
+    let row = until_js(&client, "web-1 on the old version", &upgrade_row("web-1")).await;
+    assert_eq!(row, json!(["", OLD]));
+    let releases = client
+        .execute("return Array.from(document.querySelectorAll('tr[data-release]'), r => r.dataset.release);", vec![])
+        .await
+        .expect("releases");
+    assert_eq!(releases, json!([NEW, OLD]), "newest first");
+
+    // Order NEW with the form's button.
+    client
+        .execute(
+            &format!("document.getElementById('version').value = '{NEW}'; window.__beforeOrder = true; return true;"),
+            vec![],
+        )
+        .await
+        .expect("choose the version");
+    find(&client, "#upgrade-form button[type=submit]").await.click().await.expect("click");
+    let notice = until_js(
+        &client,
+        "the order's notice",
+        "const n = !window.__beforeOrder && document.querySelector('p.notice'); return n && n.textContent;",
+    )
+    .await;
+    assert!(
+        notice.as_str().is_some_and(|n| n.contains(&format!("ordered agent {NEW}")) && n.contains("sent to 1")),
+        "{notice}"
+    );
+
+    // The phases arrive live (the page is not reloaded) until web-1 confirms on NEW.
+    client.execute("window.__noReload = true; return true;", vec![]).await.expect("mark the page");
+    let mut seen: Vec<String> = Vec::new();
+    let start = Instant::now();
+    let mut last = Value::Null;
+    while start.elapsed() < Duration::from_secs(90) {
+        last = client.execute(&upgrade_row("web-1"), vec![]).await.unwrap_or(Value::Null);
+        if let Some(phase) = last[0].as_str().filter(|p| !p.is_empty()) {
+            if seen.last().map(String::as_str) != Some(phase) {
+                seen.push(phase.to_string());
+            }
+        }
+        if last == json!(["confirmed", NEW]) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(last, json!(["confirmed", NEW]), "phases seen: {seen:?}\nagent log:\n{}", agent.log_text());
+    assert_eq!(client.execute("return window.__noReload === true;", vec![]).await.expect("marker"), json!(true));
+    let badge = find(&client, "tr[data-instance=\"web-1\"] .badge").await.text().await.expect("text");
+    assert_eq!(badge, "✔ confirmed", "a symbol and a word");
+    let cell = find(&client, "tr[data-instance=\"web-1\"] td[data-label=\"latest upgrade\"]")
+        .await
+        .text()
+        .await
+        .expect("text");
+    assert!(cell.contains(&format!("{OLD} → {NEW}")), "{cell}");
+    let target = find(&client, "[data-marker=\"target\"]").await.text().await.expect("text");
+    assert!(target.contains(NEW) && target.contains("1 of 2"), "{target}");
+    println!("phases seen on the page: {seen:?}");
+    client.set_window_size(1280, 1100).await.expect("resize");
+    screenshot(&client, "releases").await;
+
+    // On a phone-sized screen: no sideways scrolling, before and after a refused order.
+    client.set_window_size(390, 844).await.expect("resize");
+    client.goto(&format!("{}/apps/web/releases", hub.http_url())).await.expect("releases page");
+    until_js(&client, "the page", "return document.querySelector('tr[data-instance=\"web-1\"]') !== null;").await;
+    let overflow = client
+        .execute("return document.documentElement.scrollWidth > window.innerWidth + 1;", vec![])
+        .await
+        .expect("overflow");
+    assert_eq!(overflow, json!(false), "the releases page scrolls sideways on a phone");
+    // A downgrade without the box: refused, with the reason above the form (with it ticked the
+    // order would go through; not done: the agent would downgrade).
+    client
+        .execute(
+            &format!("document.getElementById('version').value = '{OLD}'; window.__beforeOrder = true; return true;"),
+            vec![],
+        )
+        .await
+        .expect("choose the version");
+    find(&client, "#upgrade-form button[type=submit]").await.click().await.expect("click");
+    let error = until_js(
+        &client,
+        "the refusal",
+        "const e = !window.__beforeOrder && document.querySelector('[data-marker=\"order-error\"]'); return e && e.textContent;",
+    )
+    .await;
+    let error = error.as_str().unwrap_or("").to_string();
+    assert!(
+        error.contains(&format!("`web-1` runs {NEW}"))
+            && error.contains("tick \"allow a downgrade\" to order it anyway"),
+        "{error}"
+    );
+    let kept = client.execute("return document.getElementById('version').value;", vec![]).await.expect("kept");
+    assert_eq!(kept, json!(OLD), "the form keeps the choice");
+    let overflow = client
+        .execute("return document.documentElement.scrollWidth > window.innerWidth + 1;", vec![])
+        .await
+        .expect("overflow");
+    assert_eq!(overflow, json!(false), "the refusal makes the page scroll sideways on a phone");
+    screenshot(&client, "phone-releases").await;
+    // A signed-in page's POST without the CSRF token is refused.
+    let status = client
+        .execute_async(
+            &format!("const done = arguments[arguments.length - 1]; \
+             fetch('/apps/web/releases', {{ method: 'POST', body: new URLSearchParams({{ version: '{OLD}', allow_downgrade: 'on' }}) }}) \
+               .then(r => done(r.status), e => done(String(e)));"),
+            vec![],
+        )
+        .await
+        .expect("fetch");
+    assert_eq!(status, json!(403));
+    assert_eq!(hub.status("web")["target_version"], json!(NEW), "nothing else was ordered");
+
+    client.close().await.expect("close the browser");
+    assert_eq!(agent.current_version().as_deref(), Some(NEW));
+}
+
 /// An element that must be there (the page's source in the panic message otherwise).
 async fn find(client: &Client, css: &str) -> fantoccini::elements::Element {
     match client.find(Locator::Css(css)).await {
@@ -390,7 +555,7 @@ fn requests_without_a_session_are_refused() {
     hub.create_app("web");
     let origin = format!("Origin: http://{}\r\n", hub.addr);
 
-    for path in ["/", "/apps/web", "/apps/web/recipes", "/apps/web/instances/x"] {
+    for path in ["/", "/apps/web", "/apps/web/recipes", "/apps/web/releases", "/apps/web/instances/x"] {
         let (head, _) = http(&hub, &request(&hub, "GET", path, "", ""));
         assert!(head.starts_with("HTTP/1.1 303"), "GET {path}: {head}");
         assert!(head.contains("location: /signin?next="), "GET {path}: {head}");
@@ -398,6 +563,8 @@ fn requests_without_a_session_are_refused() {
     let (head, _) = http(&hub, &request(&hub, "GET", "/events?app=web", "", ""));
     assert!(head.starts_with("HTTP/1.1 401"), "{head}");
     let (head, _) = http(&hub, &request(&hub, "POST", "/apps/web/recipes", &origin, "csrf=x&recipe=states%3A+%5B%5D"));
+    assert!(head.starts_with("HTTP/1.1 401"), "{head}");
+    let (head, _) = http(&hub, &request(&hub, "POST", "/apps/web/releases", &origin, "csrf=x&version=0.1.0"));
     assert!(head.starts_with("HTTP/1.1 401"), "{head}");
     let (head, _) = http(&hub, &request(&hub, "GET", "/api/v1/apps", "", ""));
     assert!(head.starts_with("HTTP/1.1 401"), "{head}");
@@ -435,6 +602,27 @@ fn requests_without_a_session_are_refused() {
     let (head, _) = http(&hub, &request(&hub, "POST", "/apps/web/recipes", &format!("{cookie}{origin}"), &push(csrf)));
     assert!(head.starts_with("HTTP/1.1 303"), "{head}");
     assert_eq!(hub.status("web")["recipe_version"], json!(1));
+    // The upgrade form too: without its CSRF token, or with a wrong one, nothing is ordered.
+    for form in ["version=0.1.0", "csrf=wrong&version=0.1.0"] {
+        let (head, body) = http(&hub, &request(&hub, "POST", "/apps/web/releases", &format!("{cookie}{origin}"), form));
+        assert!(head.starts_with("HTTP/1.1 403") && body.contains("CSRF"), "{form}: {head}\n{body}");
+    }
+    // With it, a version the hub has no release of is refused on the page.
+    let (head, body) = http(
+        &hub,
+        &request(
+            &hub,
+            "POST",
+            "/apps/web/releases",
+            &format!("{cookie}{origin}"),
+            &format!("csrf={csrf}&version=9.9.9"),
+        ),
+    );
+    assert!(
+        head.starts_with("HTTP/1.1 404") && body.contains("there is no release 9.9.9 on this hub"),
+        "{head}\n{body}"
+    );
+    assert!(hub.status("web")["target_version"].is_null(), "nothing was ordered");
 
     // A forged cookie is no session.
     let forged = "Cookie: opsagent_session=0000\r\n";

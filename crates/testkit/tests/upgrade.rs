@@ -30,7 +30,11 @@ fn setup() -> Setup {
 impl Setup {
     /// An instance installed at 0.1.0 under its own scratch root, not started.
     fn install(&self, instance: &str, confirm_secs: u64) -> Installed {
-        let snippet = self.hub.add_instance("app", instance);
+        self.install_in("app", instance, confirm_secs)
+    }
+
+    fn install_in(&self, app: &str, instance: &str, confirm_secs: u64) -> Installed {
+        let snippet = self.hub.add_instance(app, instance);
         let extra = format!(
             "{FAST_AGENT}\nupdate_public_key = \"{}\"\nupgrade_confirm_secs = {confirm_secs}\n",
             self.public_key
@@ -210,16 +214,27 @@ fn a_bad_signature_and_a_wrong_sha256_are_refused_and_nothing_is_installed() {
     assert_eq!(agent.current_version().as_deref(), Some(OLD));
     assert!(connected_on(&s.instance("web-1"), OLD), "{}", explain(&s, &agent, "web-1"));
 
-    // A downgrade needs the explicit flag.
+    // A downgrade needs the explicit flag. The hub refuses the order at once, since web-1 runs a
+    // newer version…
     s.hub.release_add("0.0.9", &agent_with_version(s.dir.path(), "0.0.9"), &s.key);
-    s.upgrade("0.0.9");
+    let order = s.hub.cli(&["upgrade", "app", "--version", "0.0.9"]);
+    assert_ne!(order.code, 0, "{order:?}");
+    assert!(order.stderr.contains("`web-1` runs 0.1.0") && order.stderr.contains("--allow-downgrade"), "{order:?}");
+    assert_eq!(s.hub.status("app")["target_version"], "0.3.0", "nothing was ordered");
+    // …and an agent the hub did not know to run a newer version (it connects after the order)
+    // refuses it itself.
+    s.hub.create_app("late");
+    let mut late = s.install_in("late", "late-1", 60);
+    s.hub.json(&["upgrade", "late", "--version", "0.0.9"]);
+    late.start(&[]);
     let refused = wait_until(Duration::from_secs(30), || {
-        let i = s.instance("web-1");
+        let i = s.hub.instance_status("late", "late-1");
         phase(&i) == "refused" && i["upgrade"]["version"] == "0.0.9"
     });
-    assert!(refused, "{}", explain(&s, &agent, "web-1"));
-    let reason = s.instance("web-1")["upgrade"]["reason"].as_str().unwrap_or("").to_string();
+    assert!(refused, "{}\nagent log:\n{}", s.hub.instance_status("late", "late-1"), late.log_text());
+    let reason = s.hub.instance_status("late", "late-1")["upgrade"]["reason"].as_str().unwrap_or("").to_string();
     assert!(reason.contains("--allow-downgrade"), "{reason}");
+    assert_eq!(late.current_version().as_deref(), Some(OLD));
     // Ordered again with the flag, the same release is installed.
     s.hub.json(&["upgrade", "app", "--version", "0.0.9", "--allow-downgrade"]);
     let downgraded = wait_until(Duration::from_secs(60), || {

@@ -10,7 +10,7 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::health::{self, AppFacts, Health, InstanceView};
-use super::layout::{self, Page};
+use super::layout::{self, AppTab, Page};
 use super::session::{encode_component, Session};
 use super::{require_app, PageResult};
 use crate::recipe::CurrentRecipe;
@@ -117,6 +117,7 @@ pub(super) async fn page(
                 "recipe: "
                 @match current { Some(v) => strong { "version " (v) }, None => span.muted { "none pushed yet" } }
                 " · " a href=(format!("/apps/{}/recipes", encode_component(&app))) { "recipes, diffs and push" }
+                " · " a href=(format!("/apps/{}/releases", encode_component(&app))) data-marker="releases-link" { "releases and upgrades" }
             }
         }
         section {
@@ -130,7 +131,11 @@ pub(super) async fn page(
     };
     let live = Some(format!("/events?app={}", encode_component(&app)));
     let crumbs = [("apps", "/".to_string())];
-    Ok(super::html(layout::page(&Page { title: &app, crumbs: &crumbs, live }, &session, body)))
+    Ok(super::html(layout::page(
+        &Page { title: &app, crumbs: &crumbs, live, app: Some((app.as_str(), Some(AppTab::Instances))) },
+        &session,
+        body,
+    )))
 }
 
 fn card(app: &str, instance: &InstanceRow, view: &InstanceView, current: Option<u64>) -> Markup {

@@ -40,6 +40,6 @@ pub(super) async fn page(State(shared): State<Arc<Shared>>, Extension(session): 
             }
         }
     };
-    let page = Page { title: "apps", crumbs: &[], live: Some("/events".to_string()) };
+    let page = Page { title: "apps", crumbs: &[], live: Some("/events".to_string()), app: None };
     Ok(super::html(layout::page(&page, &session, body)))
 }

@@ -1,5 +1,6 @@
 //! Live updates: a broadcast of "something changed" notices (fed by the agent connections, recipe
-//! pushes and wait releases) and `GET /events`, which streams them to a page as server-sent events.
+//! pushes, wait releases and upgrade orders) and `GET /events`, which streams them to a page as
+//! server-sent events.
 //!
 //! A notice carries no data: the page re-fetches itself (`dashboard.js`), so what it shows is
 //! always what the store says, and a page that missed notices (a lagging receiver) only refreshes.
@@ -27,6 +28,8 @@ pub enum EventKind {
     Release,
     /// A recipe version was pushed.
     Recipe,
+    /// An agent reported an upgrade step, or an upgrade was ordered (app-wide).
+    Upgrade,
 }
 
 impl EventKind {
@@ -36,6 +39,7 @@ impl EventKind {
             EventKind::Connection => "connection",
             EventKind::Release => "release",
             EventKind::Recipe => "recipe",
+            EventKind::Upgrade => "upgrade",
         }
     }
 }

@@ -47,7 +47,8 @@ impl Health {
     }
 }
 
-/// The symbol of a state status as reported (`ok`, `changed`, …), or of `pending`/`waiting`.
+/// The symbol of a state status as reported (`ok`, `changed`, …), of `pending`/`waiting`, or of
+/// an upgrade phase (`downloading` … `confirmed`, `rolled_back`, `refused`, `failed`).
 pub fn status_symbol(status: &str) -> &'static str {
     match status {
         "ok" => "✔",
@@ -61,6 +62,15 @@ pub fn status_symbol(status: &str) -> &'static str {
         "not run" => "–",
         "running" => "↻",
         "succeeded" => "✔",
+        // Upgrade phases.
+        "downloading" => "↓",
+        "downloaded" => "⤓",
+        "verified" => "☑",
+        "installed" => "⇪",
+        "confirmed" => "✔",
+        "rolling_back" => "↺",
+        "rolled_back" => "↶",
+        "refused" => "⊘",
         _ => "·",
     }
 }

@@ -86,7 +86,11 @@ pub(super) async fn page(
     };
     let live = Some(format!("/events?app={}&instance={}", encode_component(&app), encode_component(&id)));
     let crumbs = [("apps", "/".to_string()), (app.as_str(), format!("/apps/{}", encode_component(&app)))];
-    Ok(super::html(layout::page(&Page { title: &id, crumbs: &crumbs, live }, &session, body)))
+    Ok(super::html(layout::page(
+        &Page { title: &id, crumbs: &crumbs, live, app: Some((app.as_str(), None)) },
+        &session,
+        body,
+    )))
 }
 
 fn facts_list(instance: &InstanceRow, view: &InstanceView, recipe: Option<&CurrentRecipe>) -> Markup {

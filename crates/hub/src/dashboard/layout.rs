@@ -4,7 +4,7 @@
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
 use super::health::{status_symbol, Health};
-use super::session::Session;
+use super::session::{encode_component, Session};
 
 /// The page title and where it sits.
 pub struct Page<'a> {
@@ -13,6 +13,54 @@ pub struct Page<'a> {
     pub crumbs: &'a [(&'a str, String)],
     /// `/events?...` for a page that updates live, `None` otherwise.
     pub live: Option<String>,
+    /// The app whose navigation (its instances, recipes, releases) the page shows, and which of
+    /// those the page is (`None` for a page under one of them, such as an instance).
+    pub app: Option<(&'a str, Option<AppTab>)>,
+}
+
+/// The pages of an app's navigation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppTab {
+    Instances,
+    Recipes,
+    Releases,
+}
+
+impl AppTab {
+    const ALL: [AppTab; 3] = [AppTab::Instances, AppTab::Recipes, AppTab::Releases];
+
+    fn label(self) -> &'static str {
+        match self {
+            AppTab::Instances => "instances",
+            AppTab::Recipes => "recipes",
+            AppTab::Releases => "releases and upgrades",
+        }
+    }
+
+    fn href(self, app: &str) -> String {
+        let app = encode_component(app);
+        match self {
+            AppTab::Instances => format!("/apps/{app}"),
+            AppTab::Recipes => format!("/apps/{app}/recipes"),
+            AppTab::Releases => format!("/apps/{app}/releases"),
+        }
+    }
+}
+
+/// An app's navigation bar.
+fn app_nav(app: &str, current: Option<AppTab>) -> Markup {
+    html! {
+        nav.app-nav aria-label=(format!("app {app}")) {
+            span.muted { "app " strong { (app) } ":" }
+            @for tab in AppTab::ALL {
+                @if current == Some(tab) {
+                    a href=(tab.href(app)) aria-current="page" data-tab=(tab.label()) { (tab.label()) }
+                } @else {
+                    a href=(tab.href(app)) data-tab=(tab.label()) { (tab.label()) }
+                }
+            }
+        }
+    }
 }
 
 /// A full page around `body`.
@@ -38,6 +86,7 @@ pub fn page(page: &Page<'_>, session: &Session, body: Markup) -> Markup {
                         button type="submit" { "Sign out" }
                     }
                 }
+                @if let Some((app, current)) = page.app { (app_nav(app, current)) }
                 main #main data-live=[page.live.as_deref()] {
                     (body)
                 }

@@ -3,10 +3,12 @@
 //! updates over server-sent events. Nothing is fetched from elsewhere and nothing is built.
 //!
 //! Pages: `/` (apps), `/apps/{app}` (its instances), `/apps/{app}/instances/{instance}` (rounds,
-//! state by state), `/apps/{app}/recipes` (versions, diffs, push). Actions (release a wait, push
-//! a recipe) go through the same functions as the API (`waits::release_by_hand`,
-//! `recipe::wire_form` + `recipe::validate` + `recipe::push`). Every route but the sign-in form
-//! and the assets needs a session (`session.rs`).
+//! state by state), `/apps/{app}/recipes` (versions, diffs, push), `/apps/{app}/releases`
+//! (releases, target version, each instance's upgrade; order an upgrade). Actions (release a
+//! wait, push a recipe, order an upgrade) go through the same functions as the API
+//! (`waits::release_by_hand`, `recipe::wire_form` + `recipe::validate` + `recipe::push`,
+//! `releases::order_upgrade`). Every route but the sign-in form and the assets needs a session
+//! (`session.rs`).
 //!
 //! **Architecture Invariant:** no SQL and no business rule here: reads go through `Store`,
 //! actions through the modules the API uses.
@@ -20,6 +22,7 @@ mod instance;
 mod layout;
 mod recipes;
 mod session;
+mod upgrades;
 
 use std::sync::Arc;
 
@@ -43,7 +46,7 @@ pub fn router(shared: Arc<Shared>) -> Router<Arc<Shared>> {
         .route("/apps/{app}/instances/{instance}", get(instance::page))
         .route("/apps/{app}/instances/{instance}/release", post(instance::release))
         .route("/apps/{app}/recipes", get(recipes::page).post(recipes::push))
-        // Releases and upgrades (issue 5) get their page here: `/apps/{app}/releases`.
+        .route("/apps/{app}/releases", get(upgrades::page).post(upgrades::order))
         .route("/events", get(events::stream))
         .route("/signout", post(session::sign_out))
         .layer(middleware::from_fn_with_state(shared, session::require));

@@ -13,7 +13,7 @@ use opsagent_recipe::{Diagnostic, Severity};
 use serde::Deserialize;
 use similar::TextDiff;
 
-use super::layout::{self, Page};
+use super::layout::{self, AppTab, Page};
 use super::session::{csrf_ok, csrf_refused, encode_component, Session};
 use super::{require_app, PageError, PageResult};
 use crate::recipe;
@@ -164,7 +164,11 @@ fn render(
         @if failed.is_none() { (push_section) }
     };
     let crumbs = [("apps", "/".to_string()), (app, format!("/apps/{}", encode_component(app)))];
-    layout::page(&Page { title: "recipes", crumbs: &crumbs, live: None }, session, body)
+    layout::page(
+        &Page { title: "recipes", crumbs: &crumbs, live: None, app: Some((app, Some(AppTab::Recipes))) },
+        session,
+        body,
+    )
 }
 
 fn version_select(name: &str, versions: &[RecipeVersionRow], selected: Option<u64>) -> Markup {

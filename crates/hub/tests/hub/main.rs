@@ -11,4 +11,5 @@ mod frames;
 mod restart;
 mod store;
 mod tls;
+mod upgrade;
 mod waits;
