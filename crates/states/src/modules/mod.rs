@@ -22,6 +22,8 @@ pub mod linux_group;
 pub mod linux_lvm_lv;
 pub mod linux_lvm_pv;
 pub mod linux_lvm_vg;
+pub mod linux_mesos_master;
+pub mod linux_mesos_slave;
 pub mod linux_mkfs;
 pub mod linux_mount;
 pub mod linux_puppet_agent;
@@ -83,6 +85,8 @@ pub const SUPPORTED: &[&str] = &[
     "linux.rpm.key",
     "linux.chef.client",
     "linux.chef.solo",
+    "linux.mesos.master",
+    "linux.mesos.slave",
 ];
 
 /// A validated state module.
@@ -125,6 +129,8 @@ pub enum Module {
     PuppetRun(linux_puppet_run::PuppetRun),
     ChefClient(linux_chef_client::ChefClient),
     ChefSolo(linux_chef_solo::ChefSolo),
+    MesosMaster(linux_mesos_master::MesosMaster),
+    MesosSlave(linux_mesos_slave::MesosSlave),
 }
 
 impl Module {
@@ -190,6 +196,12 @@ impl Module {
                 linux_chef_client::ChefClient::from_params(state).map(|(m, w)| (Module::ChefClient(m), w))
             }
             "linux.chef.solo" => linux_chef_solo::ChefSolo::from_params(state).map(|(m, w)| (Module::ChefSolo(m), w)),
+            "linux.mesos.master" => {
+                linux_mesos_master::MesosMaster::from_params(state).map(|(m, w)| (Module::MesosMaster(m), w))
+            }
+            "linux.mesos.slave" => {
+                linux_mesos_slave::MesosSlave::from_params(state).map(|(m, w)| (Module::MesosSlave(m), w))
+            }
             id if catalog::is_known_module(id) => Err(vec![crate::not_yet_supported(state)]),
             // The recipe crate rejects unknown ids before we get here.
             id => Err(vec![Diagnostic::error(opsagent_recipe::Kind::UnknownModule, format!("unknown module `{id}`"))
@@ -236,6 +248,8 @@ impl Module {
             Module::PuppetRun(m) => m.check(ctx).await,
             Module::ChefClient(m) => m.check(ctx).await,
             Module::ChefSolo(m) => m.check(ctx).await,
+            Module::MesosMaster(m) => m.check(ctx).await,
+            Module::MesosSlave(m) => m.check(ctx).await,
         }
     }
 
@@ -281,6 +295,8 @@ impl Module {
             Module::PuppetRun(m) => m.apply(ctx, plan).await,
             Module::ChefClient(m) => m.apply(ctx, plan).await,
             Module::ChefSolo(m) => m.apply(ctx, plan).await,
+            Module::MesosMaster(m) => m.apply(ctx, plan).await,
+            Module::MesosSlave(m) => m.apply(ctx, plan).await,
         }
     }
 

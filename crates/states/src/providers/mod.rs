@@ -4,6 +4,7 @@
 pub mod apt;
 pub mod chef;
 pub mod lvm;
+pub mod mesos;
 pub mod puppet;
 pub mod service;
 pub mod wrapped;
