@@ -236,6 +236,60 @@ fn missing_tools_are_named_in_one_line() {
 }
 
 #[test]
+fn mesos_without_mesos_fails_naming_it_and_changes_nothing() {
+    // The services are looked up in the init system (`/etc/init.d`, or systemd's units).
+    if ["/etc/init.d/mesos-master", "/etc/init.d/mesos-slave", "/lib/systemd/system/mesos-master.service"]
+        .iter()
+        .any(|p| Path::new(p).exists())
+    {
+        eprintln!("skipped: Mesos is installed on this machine; this test shows its absence");
+        return;
+    }
+    let s = Scratch::new();
+    let recipe = s.recipe(
+        "recipe.yaml",
+        "states:
+  - id: mm
+    module: linux.mesos.master
+    parameter:
+      cluster_name: opsagent-test
+      server_id: \"1\"
+      masters_addresses: [{key: 127.0.0.1, value: opsagent-test-master}]
+      master_ip: 127.0.0.1
+      framework: [marathon]
+  - id: ms
+    module: linux.mesos.slave
+    parameter: { masters_addresses: {127.0.0.1: \"\"}, attributes: {rack: r1}, slave_ip: 127.0.0.1 }
+",
+    );
+    let hosts = std::fs::read("/etc/hosts").unwrap_or_default();
+    for extra in [&["--test"][..], &[]] {
+        let out = Command::new(common::bin())
+            .arg("apply")
+            .arg(&recipe)
+            .args(extra)
+            .args(["--json", "--retries", "0", "--keep-going", "--state-dir"])
+            .arg(s.path("state"))
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        let run = Run::from(out);
+        assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+        assert_eq!(run.statuses(), ["mm=failed", "ms=failed"]);
+        let states = run.json()["states"].as_array().unwrap().clone();
+        for (st, tool) in states.iter().zip(["mesos-master", "mesos-slave"]) {
+            let comment = text(&st["comment"]);
+            assert!(comment.starts_with(&format!("`{tool}` is not installed on this machine")), "{comment}");
+            assert!(!comment.contains('\n'), "{comment}");
+        }
+    }
+    assert_eq!(std::fs::read("/etc/hosts").unwrap_or_default(), hosts, "/etc/hosts was changed");
+    for dir in ["/etc/mesos", "/etc/mesos-master", "/etc/mesos-slave", "/etc/marathon"] {
+        assert!(!Path::new(dir).exists(), "{dir} was created");
+    }
+}
+
+#[test]
 fn bad_parameters_are_refused_by_validate() {
     let s = Scratch::new();
     let file = s.recipe(
@@ -259,6 +313,12 @@ fn bad_parameters_are_refused_by_validate() {
   - id: cs
     module: linux.chef.solo
     parameter: { override_runlist: \"recipe[a], recipe[b]\", recipe_url: \"ftp://x\", arguments: { no-color: \"\" } }
+  - id: mm
+    module: linux.mesos.master
+    parameter: { server_id: \"300\", masters_addresses: {\"bad host\": x}, master_ip: \"10.0.0\", framework: [chronos] }
+  - id: ms
+    module: linux.mesos.slave
+    parameter: { attributes: {rack: \"\"}, slave_ip: here }
 ",
     );
     let out = Command::new(common::bin()).arg("validate").arg(&file).env("NO_COLOR", "1").output().unwrap();
@@ -284,6 +344,14 @@ fn bad_parameters_are_refused_by_validate() {
         "state 6 `cs` (linux.chef.solo): parameter `override_runlist`: `recipe[a], recipe[b]` is not a run list",
         "state 6 `cs` (linux.chef.solo): parameter `recipe_url`: `ftp://x` is not an http(s) URL or an absolute path",
         "state 6 `cs` (linux.chef.solo): parameter `arguments.no-color`: option `--no-color` is set by opsagent itself",
+        "state 7 `mm` (linux.mesos.master): parameter `cluster_name`: required parameter `cluster_name` is missing",
+        "state 7 `mm` (linux.mesos.master): parameter `server_id`: `300` is not a ZooKeeper id",
+        "state 7 `mm` (linux.mesos.master): parameter `masters_addresses.bad host`: `bad host` is not an address",
+        "state 7 `mm` (linux.mesos.master): parameter `master_ip`: `10.0.0` is not an IP address",
+        "state 7 `mm` (linux.mesos.master): parameter `framework[0]`: `chronos` is not a framework this module installs",
+        "state 8 `ms` (linux.mesos.slave): parameter `masters_addresses`: required parameter `masters_addresses` is missing",
+        "state 8 `ms` (linux.mesos.slave): parameter `attributes.rack`: attribute `rack` needs a value without `;`",
+        "state 8 `ms` (linux.mesos.slave): parameter `slave_ip`: `here` is not an IP address",
     ] {
         assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
     }
