@@ -220,6 +220,9 @@ pub enum StateError {
     Package { package: String, problem: String },
     #[error("downloading {url}: {problem}")]
     Download { url: String, problem: String },
+    /// A service a module talks to does not answer (e.g. the Docker daemon).
+    #[error("{what} is not running at {at}; {hint}")]
+    NotRunning { what: String, at: String, hint: String },
     #[error("interrupted")]
     Cancelled,
 }

@@ -17,6 +17,11 @@ pub mod linux_chef_solo;
 pub mod linux_cmd;
 pub mod linux_cronjob;
 pub mod linux_dir;
+pub mod linux_docker_built;
+pub mod linux_docker_deploy;
+pub mod linux_docker_pulled;
+pub mod linux_docker_pushed;
+pub mod linux_docker_running;
 pub mod linux_file;
 pub mod linux_group;
 pub mod linux_lvm_lv;
@@ -87,6 +92,11 @@ pub const SUPPORTED: &[&str] = &[
     "linux.chef.solo",
     "linux.mesos.master",
     "linux.mesos.slave",
+    "linux.docker.pulled",
+    "linux.docker.built",
+    "linux.docker.running",
+    "linux.docker.pushed",
+    "linux.docker.deploy",
 ];
 
 /// A validated state module.
@@ -131,6 +141,11 @@ pub enum Module {
     ChefSolo(linux_chef_solo::ChefSolo),
     MesosMaster(linux_mesos_master::MesosMaster),
     MesosSlave(linux_mesos_slave::MesosSlave),
+    DockerPulled(linux_docker_pulled::Pulled),
+    DockerBuilt(linux_docker_built::Built),
+    DockerRunning(linux_docker_running::Running),
+    DockerPushed(linux_docker_pushed::Pushed),
+    DockerDeploy(linux_docker_deploy::Deploy),
 }
 
 impl Module {
@@ -202,6 +217,21 @@ impl Module {
             "linux.mesos.slave" => {
                 linux_mesos_slave::MesosSlave::from_params(state).map(|(m, w)| (Module::MesosSlave(m), w))
             }
+            "linux.docker.pulled" => {
+                linux_docker_pulled::Pulled::from_params(state).map(|(m, w)| (Module::DockerPulled(m), w))
+            }
+            "linux.docker.built" => {
+                linux_docker_built::Built::from_params(state).map(|(m, w)| (Module::DockerBuilt(m), w))
+            }
+            "linux.docker.running" => {
+                linux_docker_running::Running::from_params(state).map(|(m, w)| (Module::DockerRunning(m), w))
+            }
+            "linux.docker.pushed" => {
+                linux_docker_pushed::Pushed::from_params(state).map(|(m, w)| (Module::DockerPushed(m), w))
+            }
+            "linux.docker.deploy" => {
+                linux_docker_deploy::Deploy::from_params(state).map(|(m, w)| (Module::DockerDeploy(m), w))
+            }
             id if catalog::is_known_module(id) => Err(vec![crate::not_yet_supported(state)]),
             // The recipe crate rejects unknown ids before we get here.
             id => Err(vec![Diagnostic::error(opsagent_recipe::Kind::UnknownModule, format!("unknown module `{id}`"))
@@ -250,6 +280,11 @@ impl Module {
             Module::ChefSolo(m) => m.check(ctx).await,
             Module::MesosMaster(m) => m.check(ctx).await,
             Module::MesosSlave(m) => m.check(ctx).await,
+            Module::DockerPulled(m) => m.check(ctx).await,
+            Module::DockerBuilt(m) => m.check(ctx).await,
+            Module::DockerRunning(m) => m.check(ctx).await,
+            Module::DockerPushed(m) => m.check(ctx).await,
+            Module::DockerDeploy(m) => m.check(ctx).await,
         }
     }
 
@@ -297,6 +332,11 @@ impl Module {
             Module::ChefSolo(m) => m.apply(ctx, plan).await,
             Module::MesosMaster(m) => m.apply(ctx, plan).await,
             Module::MesosSlave(m) => m.apply(ctx, plan).await,
+            Module::DockerPulled(m) => m.apply(ctx, plan).await,
+            Module::DockerBuilt(m) => m.apply(ctx, plan).await,
+            Module::DockerRunning(m) => m.apply(ctx, plan).await,
+            Module::DockerPushed(m) => m.apply(ctx, plan).await,
+            Module::DockerDeploy(m) => m.apply(ctx, plan).await,
         }
     }
 

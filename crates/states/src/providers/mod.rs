@@ -3,6 +3,7 @@
 
 pub mod apt;
 pub mod chef;
+pub mod docker;
 pub mod lvm;
 pub mod mesos;
 pub mod puppet;
