@@ -76,7 +76,8 @@ pub enum Command {
         /// A version added with `release add`.
         #[arg(long)]
         version: String,
-        /// Allow installing a version older than the one an agent runs.
+        /// Allow installing a version older than the one an agent runs (without it, the hub
+        /// refuses the order if an instance last reported a newer version).
         #[arg(long)]
         allow_downgrade: bool,
     },
