@@ -368,7 +368,7 @@ fn versions_latest_and_removed() {
     assert_eq!(rpm_q(PKG_A).as_deref(), Some("1.0-1"));
 
     // A newer version appears: a pinned version stays, `latest` upgrades to it.
-    f.publish(&[(PKG_A, "1.0"), (PKG_A, "1.1")]);
+    f.publish(&[(PKG_A, "1.0"), (PKG_A, "1.1"), (PKG_B, "1.0")]);
     let run = f.apply(&pinned, &["--json"]);
     assert_eq!(run.statuses(), ["repo=ok", "pkgs=ok"], "{}", run.stdout);
     let latest = f.recipe(&format!("{{{PKG_A}: latest}}"), "");
@@ -382,8 +382,15 @@ fn versions_latest_and_removed() {
     assert_eq!(rpm_q(PKG_A).as_deref(), Some("1.0-1"));
     assert_eq!(f.apply(&pinned, &["--json"]).statuses(), ["repo=ok", "pkgs=ok"]);
 
-    let removed = f.recipe(&format!("{{{PKG_A}: removed, {PKG_B}: removed}}"), "");
-    test_then_apply(&f, &removed, "pkgs", &[&format!("remove {PKG_A} (remove 1.0-1)")]);
+    // An install and a removal in one state: the install transaction, then the removal.
+    let removed = f.recipe(&format!("{{{PKG_A}: removed, {PKG_B}: \"1.0\"}}"), "");
+    test_then_apply(
+        &f,
+        &removed,
+        "pkgs",
+        &[&format!("create {PKG_B} (install 1.0-1)"), &format!("remove {PKG_A} (remove 1.0-1)")],
+    );
+    assert_eq!(rpm_q(PKG_B).as_deref(), Some("1.0-1"));
     assert_eq!(rpm_q(PKG_A), None);
     assert!(!Path::new(&format!("/usr/share/{PKG_A}/version")).exists());
     assert_eq!(f.apply(&removed, &["--json"]).statuses(), ["repo=ok", "pkgs=ok"]);
@@ -741,4 +748,74 @@ fn packages_repository_packages_and_keys_come_from_http_urls_downloaded_once() {
         assert_eq!(statuses, [200, 304], "{path}");
     }
     assert_eq!(f.apply(&recipe, &["--json"]).statuses(), ["key=ok", "release=ok", "pkgs=ok"]);
+}
+
+#[test]
+fn the_yum_fallback_runs_where_dnf_is_missing() {
+    // Debian has no yum 3. Here dnf stands in for it under the name `yum` (as on Fedora and RHEL 8+,
+    // where `yum` is dnf), with `repoquery` (yum-utils') as `dnf repoquery`: this exercises the
+    // commands the module runs with yum (`clean expire-cache` + `makecache`, `repoquery
+    // --show-duplicates`, a separate `downgrade`), not yum 3 itself.
+    let f = Fixture::new();
+    f.publish(&[(PKG_A, "1.0"), (PKG_A, "1.1")]);
+    f.declare_repo();
+    let bin = f.path("yum-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let d = f.dir.path().display();
+    let scripts = [
+        ("yum", format!("#!/bin/sh\necho \"$*\" >> {d}/yum.log\nexec /usr/bin/dnf \"$@\"\n")),
+        (
+            "repoquery",
+            format!(
+                "#!/bin/sh\necho \"$*\" >> {d}/repoquery.log\nfor a; do shift; [ \"$a\" = --show-duplicates ] || set -- \"$@\" \"$a\"; done\n\
+                 exec /usr/bin/dnf repoquery \"$@\"\n"
+            ),
+        ),
+    ];
+    for (name, script) in scripts {
+        std::fs::write(bin.join(name), script).unwrap();
+        std::fs::set_permissions(bin.join(name), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    // rpm, and the `bash` that Debian's rpm runs to find its database (`%(bash -c 'echo ~/.rpmdb')`).
+    std::os::unix::fs::symlink("/usr/bin/rpm", bin.join("rpm")).unwrap();
+    std::os::unix::fs::symlink("/bin/bash", bin.join("bash")).unwrap();
+    let path = bin.display().to_string();
+    let apply = |recipe: &str, extra: &[&str]| f.apply_with_path(recipe, extra, &path);
+
+    let latest = f.recipe(&format!("{{{PKG_A}: latest}}"), "");
+    let test = apply(&latest, &["--test", "--json"]);
+    assert_eq!(changes(&test, "pkgs"), [format!("create {PKG_A} (install 1.1-1)")], "{}{}", test.stdout, test.stderr);
+    let run = apply(&latest, &["--json"]);
+    assert_eq!(run.statuses(), ["repo=ok", "pkgs=changed"], "{}{}", run.stdout, run.stderr);
+    assert_eq!(rpm_q(PKG_A).as_deref(), Some("1.1-1"));
+    let pinned = f.recipe(&format!("{{{PKG_A}: \"1.0\"}}"), "");
+    let run = apply(&pinned, &["--json"]);
+    assert_eq!(
+        changes(&run, "pkgs"),
+        [format!("update {PKG_A} (downgrade 1.1-1 -> 1.0-1)")],
+        "{}{}",
+        run.stdout,
+        run.stderr
+    );
+    assert_eq!(rpm_q(PKG_A).as_deref(), Some("1.0-1"));
+    assert_eq!(apply(&pinned, &["--json"]).statuses(), ["repo=ok", "pkgs=ok"]);
+
+    let yum = std::fs::read_to_string(f.path("yum.log")).unwrap();
+    let repo = format!("--disablerepo=* --enablerepo={}", f.id);
+    for line in [
+        format!("-y clean expire-cache {repo}"),
+        format!("-y makecache {repo}"),
+        format!("-y install {repo} {PKG_A}-1.1-1"),
+        format!("-y downgrade {repo} {PKG_A}-1.0-1"),
+    ] {
+        assert!(yum.lines().any(|l| l == line), "no `yum {line}` in:\n{yum}");
+    }
+    assert!(
+        !yum.lines().any(|l| l == format!("-y install {repo} {PKG_A}-1.0-1")),
+        "yum downgrades with `downgrade`:\n{yum}"
+    );
+    let repoquery = std::fs::read_to_string(f.path("repoquery.log")).unwrap();
+    // (The query format ends with a newline, so the log's lines are cut there.)
+    assert!(repoquery.starts_with("-q --show-duplicates --qf=opsagent-q\t"), "{repoquery}");
+    assert_eq!(std::fs::read_to_string(f.path("dnf.log")).unwrap_or_default(), "", "dnf itself is not on this PATH");
 }
