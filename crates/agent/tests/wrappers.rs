@@ -115,6 +115,50 @@ fn puppet_apply_converges_predicts_with_noop_and_then_is_ok() {
 }
 
 #[test]
+fn a_sensitive_puppet_state_hides_resources_and_output_and_the_version_is_checked() {
+    if !puppet_or_skip() {
+        return;
+    }
+    let s = Scratch::new();
+    let target = s.path("secret.conf");
+    std::fs::write(
+        s.path("site.pp"),
+        format!("file {{ '{}': ensure => file, content => \"password=hunter2\\n\" }}\n", target.display()),
+    )
+    .unwrap();
+    let recipe = s.recipe(
+        "recipe.yaml",
+        "states:
+  - id: secret
+    module: linux.puppet.apply
+    sensitive: true
+    parameter:
+      manifests: [\"@/site.pp\"]
+      arguments: { vardir: \"@/puppet-var\", ssldir: \"@/puppet-ssl\", publicdir: \"@/puppet-public\" }
+      version: \"7\"
+",
+    );
+    let run = s.apply(&recipe, &["--json"]);
+    assert_eq!(run.statuses(), ["secret=changed"], "{}{}", run.stdout, run.stderr);
+    assert_eq!(changes(&run), [format!("run puppet apply {}", s.path("site.pp").display())]);
+    let st = state(&run);
+    assert_eq!(text(&st["stdout"]), "(hidden: sensitive state)", "{st}");
+    assert!(!run.stdout.contains("secret.conf/ensure") && !run.stdout.contains("hunter2"), "{}", run.stdout);
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "password=hunter2\n");
+
+    // A version other than the installed one fails before puppet runs, saying both.
+    let other = std::fs::read_to_string(&recipe).unwrap().replace("version: \"7\"", "version: \"3.7.3\"");
+    std::fs::write(&recipe, other).unwrap();
+    std::fs::remove_file(&target).unwrap();
+    let run = s.apply(&recipe, &["--json", "--retries", "0"]);
+    assert_eq!(run.statuses(), ["secret=failed"], "{}{}", run.stdout, run.stderr);
+    let comment = text(&state(&run)["comment"]);
+    assert!(comment.starts_with("package `puppet` is version 7."), "{comment}");
+    assert!(comment.contains("the recipe asks for 3.7.3"), "{comment}");
+    assert!(!target.exists());
+}
+
+#[test]
 fn failing_manifests_fail_with_puppets_error_in_the_tail() {
     if !puppet_or_skip() {
         return;
