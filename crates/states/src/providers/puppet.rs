@@ -194,9 +194,10 @@ impl Invocation {
             let dry = run(ctx, sub, &self.options, true).await?;
             let detail = match (&dry.verdict, dry.code) {
                 (Verdict::Unchanged, _) if dry.events.is_empty() => continue,
-                (Verdict::Unchanged | Verdict::Changed, _) => {
+                (Verdict::Unchanged | Verdict::Changed, _) if !dry.events.is_empty() => {
                     format!("its dry run (--noop) predicts {}", count(dry.events.len(), "change"))
                 }
+                (Verdict::Unchanged | Verdict::Changed, _) => "its dry run (--noop) predicts changes".to_string(),
                 (Verdict::Failed(problem), 4 | 6) => {
                     format!("its dry run (--noop) {problem}; the real run will tell")
                 }
