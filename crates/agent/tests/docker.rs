@@ -21,6 +21,9 @@ use std::time::Duration;
 
 use common::Run;
 
+const AUTH_USER: &str = "opsagent-test";
+const AUTH_PASSWORD: &str = "opsagent-test-s3cret";
+
 /// One engine at a time: each test starts its own and they would compete for the two cores.
 static ENGINE: Mutex<()> = Mutex::new(());
 
@@ -30,6 +33,9 @@ struct Engine {
     registry: Option<Child>,
     /// `127.0.0.1:PORT` of the registry.
     registry_addr: String,
+    /// `127.0.0.1:PORT` of a second registry that wants `AUTH_USER`/`AUTH_PASSWORD` (htpasswd).
+    auth_registry_addr: String,
+    auth_registry: Option<Child>,
     _turn: MutexGuard<'static, ()>,
 }
 
@@ -38,16 +44,26 @@ impl Engine {
     /// why this machine cannot.
     fn start() -> Result<Engine, String> {
         let turn = ENGINE.lock().unwrap_or_else(|p| p.into_inner());
-        for tool in ["dockerd", "docker", "docker-registry"] {
+        for tool in ["dockerd", "docker", "docker-registry", "htpasswd"] {
             if !on_path(tool) {
-                return Err(format!("`{tool}` is not installed (Debian packages docker.io, docker-registry)"));
+                return Err(format!(
+                    "`{tool}` is not installed (Debian packages docker.io, docker-registry, apache2-utils)"
+                ));
             }
         }
         if !Path::new("/bin/busybox").exists() {
             return Err("/bin/busybox is missing (Debian package busybox-static)".into());
         }
         let dir = tempfile::Builder::new().prefix("opsagent-test-docker-").tempdir().expect("temp dir");
-        let mut engine = Engine { dir, dockerd: None, registry: None, registry_addr: String::new(), _turn: turn };
+        let mut engine = Engine {
+            dir,
+            dockerd: None,
+            registry: None,
+            registry_addr: String::new(),
+            auth_registry_addr: String::new(),
+            auth_registry: None,
+            _turn: turn,
+        };
         let mut last_error = String::new();
         for driver in ["overlay2", "vfs"] {
             match engine.start_dockerd(driver) {
@@ -61,7 +77,10 @@ impl Engine {
         if !last_error.is_empty() {
             return Err(last_error);
         }
-        engine.start_registry()?;
+        let (addr, child) = engine.start_registry("registry", false)?;
+        (engine.registry_addr, engine.registry) = (addr, Some(child));
+        let (addr, child) = engine.start_registry("auth-registry", true)?;
+        (engine.auth_registry_addr, engine.auth_registry) = (addr, Some(child));
         let ctx = engine.path("base");
         std::fs::create_dir_all(&ctx).unwrap();
         std::fs::copy("/bin/busybox", ctx.join("busybox")).unwrap();
@@ -113,37 +132,45 @@ impl Engine {
         Err(last.or(log.lines().last()).unwrap_or("no log").to_string())
     }
 
-    fn start_registry(&mut self) -> Result<(), String> {
+    /// A registry serving from `<temp>/NAME` on a free loopback port; with `auth`, it wants
+    /// `AUTH_USER`/`AUTH_PASSWORD` (an htpasswd file made with `htpasswd -B`).
+    fn start_registry(&self, name: &str, auth: bool) -> Result<(String, Child), String> {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        self.registry_addr = format!("127.0.0.1:{port}");
-        let config = self.path("registry.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {}\nlog:\n  level: warn\n",
-                self.path("registry").display(),
-                self.registry_addr
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(self.path("registry.log")).unwrap();
-        let child = Command::new("docker-registry")
+        let addr = format!("127.0.0.1:{port}");
+        let mut config = format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\nlog:\n  level: warn\n",
+            self.path(name).display(),
+        );
+        if auth {
+            let out = Command::new("htpasswd")
+                .args(["-nbB", AUTH_USER, AUTH_PASSWORD])
+                .output()
+                .map_err(|e| format!("`htpasswd` (Debian package apache2-utils): {e}"))?;
+            std::fs::write(self.path(&format!("{name}.htpasswd")), &out.stdout).unwrap();
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: opsagent-test\n    path: {}\n",
+                self.path(&format!("{name}.htpasswd")).display()
+            ));
+        }
+        let file = self.path(&format!("{name}.yml"));
+        std::fs::write(&file, config).unwrap();
+        let log = std::fs::File::create(self.path(&format!("{name}.log"))).unwrap();
+        let mut child = Command::new("docker-registry")
             .arg("serve")
-            .arg(&config)
+            .arg(&file)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .map_err(|e| format!("docker-registry: {e}"))?;
-        self.registry = Some(child);
-        let addr = self.registry_addr.clone();
         if !common::wait_until(Duration::from_secs(20), || TcpStream::connect(&addr).is_ok()) {
+            stop(&mut child, Duration::from_secs(5));
             return Err(format!(
                 "the registry did not listen on {addr}: {}",
-                std::fs::read_to_string(self.path("registry.log")).unwrap_or_default()
+                std::fs::read_to_string(self.path(&format!("{name}.log"))).unwrap_or_default()
             ));
         }
-        Ok(())
+        Ok((addr, child))
     }
 
     fn path(&self, rel: &str) -> PathBuf {
@@ -183,7 +210,14 @@ impl Engine {
     }
 
     fn apply(&self, recipe: &str, extra: &[&str]) -> Run {
-        apply_with(&self.path("recipe.yaml"), &self.path("state"), recipe, extra, &[("DOCKER_HOST", &self.host())])
+        self.apply_env(recipe, extra, &[])
+    }
+
+    fn apply_env(&self, recipe: &str, extra: &[&str], env: &[(&str, &str)]) -> Run {
+        let host = self.host();
+        let mut all = vec![("DOCKER_HOST", host.as_str())];
+        all.extend_from_slice(env);
+        apply_with(&self.path("recipe.yaml"), &self.path("state"), recipe, extra, &all)
     }
 }
 
@@ -195,7 +229,8 @@ impl Drop for Engine {
                 let _ = self.docker(&["rm", "-f", id]);
             }
         }
-        if let Some(mut registry) = self.registry.take() {
+        for registry in [self.registry.take(), self.auth_registry.take()].into_iter().flatten() {
+            let mut registry = registry;
             stop(&mut registry, Duration::from_secs(10));
         }
         if let Some(mut dockerd) = self.dockerd.take() {
@@ -332,6 +367,34 @@ fn pushed_and_pulled_through_a_local_registry() {
     let v3 = e.build_variant(&format!("{repo}:v1"), "three");
     converge(&e, &push, &[format!("update {repo}:v1 (push {} -> {})", short(&v2), short(&v3))]);
 
+    // A container committed and pushed: every round (its content cannot be compared without a
+    // commit), and the dependent containers go.
+    e.docker_ok(&["run", "-d", "--name", "opsagent-test-src", "opsagent-test-base"]);
+    e.docker_ok(&["exec", "opsagent-test-src", "/bin/busybox", "touch", "/made-here"]);
+    let commit = format!(
+        "states:\n  - id: s\n    module: linux.docker.pushed\n    parameter: {{repository: {repo}, tag: c1, container: \
+         opsagent-test-src, message: snapshot, author: opsagent, dep_containers: [opsagent-test-dep1]}}\n"
+    );
+    for round in 0..2 {
+        e.docker_ok(&["run", "-d", "--name", "opsagent-test-dep1", "opsagent-test-base"]);
+        let want = [
+            format!("update {repo}:c1 (commit container opsagent-test-src and push)"),
+            "remove container opsagent-test-dep1 (a new image was pushed; its linux.docker.running state recreates it)"
+                .to_string(),
+        ];
+        let test = e.apply(&commit, &["--test", "--json"]);
+        assert_eq!(changes(&test, "s"), want, "round {round}: {}", test.stderr);
+        let run = e.apply(&commit, &["--json", "--retries", "0"]);
+        assert_eq!(changes(&run, "s"), want, "round {round}: {}", run.stderr);
+        assert!(!e.exists("opsagent-test-dep1"));
+    }
+    assert_eq!(e.inspect(&format!("{repo}:c1"), "{{.Comment}} {{.Author}}"), "snapshot opsagent");
+    e.docker_ok(&["rmi", &format!("{repo}:c1")]);
+    let pulled_back =
+        format!("states:\n  - id: s\n    module: linux.docker.pulled\n    parameter: {{repo: {repo}, tag: c1}}\n");
+    assert_eq!(e.apply(&pulled_back, &["--json"]).statuses(), ["s=changed"]);
+    e.docker_ok(&["run", "--rm", &format!("{repo}:c1"), "/bin/busybox", "test", "-e", "/made-here"]);
+
     // A tag the registry does not have.
     let missing =
         format!("states:\n  - id: s\n    module: linux.docker.pulled\n    parameter: {{repo: {repo}, tag: nope}}\n");
@@ -341,6 +404,66 @@ fn pushed_and_pulled_through_a_local_registry() {
         comment(&run, 0),
         format!("`docker pull` failed: registry `{}` has no image `{repo}:nope`", e.registry_addr)
     );
+}
+
+#[test]
+fn registry_credentials_are_used_and_never_stored() {
+    let e = engine_or_skip!();
+    let repo = format!("{}/opsagent-test-private", e.auth_registry_addr);
+    let home = e.path("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let env = [("HOME", home.to_str().unwrap())];
+    let v1 = e.build_variant(&format!("{repo}:v1"), "p1");
+    let state = |module: &str, repo_param: &str, password: &str| {
+        format!(
+            "states:\n  - id: s\n    module: linux.docker.{module}\n    parameter: {{{repo_param}: {repo}, tag: v1, \
+             username: {AUTH_USER}, password: {password}, email: me@example.com}}\n"
+        )
+    };
+    let mut runs = Vec::new();
+    let push = state("pushed", "repository", AUTH_PASSWORD);
+    let test = e.apply_env(&push, &["--test", "--json"], &env);
+    assert_eq!(changes(&test, "s"), [format!("create {repo}:v1 (push {})", short(&v1))], "{}", test.stderr);
+    let run = e.apply_env(&push, &["--json", "--retries", "0"], &env);
+    assert_eq!(changes(&run, "s"), [format!("create {repo}:v1 (push {})", short(&v1))], "{}", run.stderr);
+    runs.push(run);
+    runs.push(e.apply_env(&push, &["--json"], &env));
+    assert_eq!(runs[1].statuses(), ["s=ok"]);
+
+    e.docker_ok(&["rmi", &format!("{repo}:v1")]);
+    let pull = state("pulled", "repo", AUTH_PASSWORD);
+    let run = e.apply_env(&pull, &["--json", "--retries", "0"], &env);
+    assert_eq!(changes(&run, "s"), [format!("create {repo}:v1 (pull {})", short(&v1))], "{}", run.stderr);
+    runs.push(run);
+    runs.push(e.apply_env(&pull, &["--json"], &env));
+    assert_eq!(runs[3].statuses(), ["s=ok"]);
+
+    // Without credentials the registry cannot be asked; with a wrong password docker's client
+    // cannot tell a refusal from a missing tag, and the push itself is refused.
+    let anonymous =
+        format!("states:\n  - id: s\n    module: linux.docker.pulled\n    parameter: {{repo: {repo}, tag: v1}}\n");
+    let run = e.apply_env(&anonymous, &["--json", "--retries", "0"], &env);
+    assert_eq!(run.code, 1);
+    let message = comment(&run, 0);
+    assert!(
+        message.starts_with(&format!(
+            "`docker manifest inspect` failed: cannot ask registry `{}` about `{repo}:v1`: ",
+            e.auth_registry_addr
+        )) && message.contains("no basic auth credentials"),
+        "{message}"
+    );
+    e.build_variant(&format!("{repo}:v1"), "p2");
+    let run = e.apply_env(&state("pushed", "repository", "wrong-password"), &["--json", "--retries", "0"], &env);
+    assert_eq!(run.code, 1);
+    assert!(comment(&run, 0).contains("unauthorized: authentication required"), "{}", comment(&run, 0));
+    runs.push(run);
+
+    for run in &runs {
+        assert!(!run.stdout.contains(AUTH_PASSWORD) && !run.stderr.contains(AUTH_PASSWORD), "{}", run.stdout);
+    }
+    assert!(!home.join(".docker").exists(), "docker login state was written to the home directory");
+    let auth_dirs: Vec<_> = std::fs::read_dir(e.path("state/docker-auth")).unwrap().collect();
+    assert!(auth_dirs.is_empty(), "credential directories left behind: {auth_dirs:?}");
 }
 
 #[test]
@@ -400,7 +523,7 @@ fn running_converges_and_recreates_what_differs() {
              image: opsagent-test-base\n      count: 2\n      command: [/bin/busybox, sleep, \"1000\"]\n      \
              environment: [{{key: GREETING, value: {env}}}]\n      volumes: {{{}: \"/data:ro\"}}\n      \
              port_bindings: {{\"80/tcp\": \"127.0.0.1:18780\", \"90/udp\": \"18790\"}}\n      mem_limit: 64m\n      \
-             cpu_shares: \"512\"\n{extra}",
+             cpu_shares: \"512\"\n      devices: {{/dev/null: \"/dev/xnull:r\"}}\n{extra}",
             data.display()
         )
     };
@@ -422,6 +545,10 @@ fn running_converges_and_recreates_what_differs() {
         r#"{"80/tcp":[{"HostIp":"127.0.0.1","HostPort":"18781"}],"90/udp":[{"HostIp":"","HostPort":"18791"}]}"#
     );
     assert_eq!(e.inspect(web2, "{{.HostConfig.Memory}} {{.HostConfig.CpuShares}}"), "67108864 512");
+    assert_eq!(
+        e.inspect(web2, "{{json .HostConfig.Devices}}"),
+        r#"[{"PathOnHost":"/dev/null","PathInContainer":"/dev/xnull","CgroupPermissions":"r"}]"#
+    );
     assert_eq!(e.docker_ok(&["exec", web2, "/bin/busybox", "cat", "/data/hello"]), "hi");
 
     // A changed variable recreates both, naming the variable (not its value).
@@ -447,7 +574,7 @@ fn running_converges_and_recreates_what_differs() {
             "start container opsagent-test-web_1 (was exited)".to_string(),
             format!(
                 "update container opsagent-test-web_2 (recreate: command [/bin/busybox sleep 3600] -> [/bin/busybox sleep \
-                 1000]; volumes none -> {}:/data:ro; port_bindings none -> 80/tcp=127.0.0.1:18781, 90/udp=:18791; \
+                 1000]; volumes none -> {}:/data:ro; devices none -> /dev/null:/dev/xnull:r; port_bindings none -> 80/tcp=127.0.0.1:18781, 90/udp=:18791; \
                  mem_limit 0 -> 67108864; cpu_shares 0 -> 512)",
                 data.display()
             ),

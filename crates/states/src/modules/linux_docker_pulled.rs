@@ -65,7 +65,12 @@ impl Pulled {
         let Some(remote) = docker::registry_image_id(ctx, &self.image, self.credentials.as_ref()).await? else {
             return Err(docker::failed(
                 "pull",
-                format!("registry `{}` has no image `{full}`", self.image.registry()),
+                format!(
+                    "registry `{}` has no image `{full}`{}",
+                    self.image.registry(),
+                    // docker's client says "no such manifest" for refused credentials too.
+                    if self.credentials.is_some() { " (or it refused the credentials)" } else { "" }
+                ),
                 Default::default(),
             ));
         };
