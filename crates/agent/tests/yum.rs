@@ -422,6 +422,20 @@ fn installs_an_rpm_file_by_path_or_file_url() {
     let run = f.apply(&wrong, &["--json", "--retries", "0"]);
     assert_eq!(run.code, 1);
     assert!(comment(&run, "pkgs").contains(&format!("holds package `{PKG_B}`, not `{PKG_A}`")), "{}", run.stdout);
+
+    // A file's version is the wanted one: an older file than the installed package downgrades it.
+    let (new, old) = (f.rpm(PKG_A, "1.1"), f.rpm(PKG_A, "1.0"));
+    let newer = f.recipe(&format!("{{{PKG_A}: \"{}\"}}", new.display()), "");
+    test_then_apply(&f, &newer, "pkgs", &[&format!("create {PKG_A} (install 1.1-1 from {})", new.display())]);
+    let older = f.recipe(&format!("{{{PKG_A}: \"{}\"}}", old.display()), "");
+    test_then_apply(
+        &f,
+        &older,
+        "pkgs",
+        &[&format!("update {PKG_A} (downgrade 1.1-1 -> 1.0-1 from {})", old.display())],
+    );
+    assert_eq!(rpm_q(PKG_A).as_deref(), Some("1.0-1"));
+    assert_eq!(f.apply(&older, &["--json"]).statuses(), ["repo=ok", "pkgs=ok"]);
 }
 
 #[test]
