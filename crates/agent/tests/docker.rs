@@ -598,6 +598,20 @@ fn running_converges_and_recreates_what_differs() {
         assert_eq!(changes(&run, "s")[0], "update container opsagent-test-web_1 (recreate: force)");
     }
 
+    // A watched file that changes restarts the running container.
+    let watched = e.path("watched.conf");
+    std::fs::write(&watched, "a\n").unwrap();
+    let watching = format!(
+        "states:\n  - id: s\n    module: linux.docker.running\n    parameter: {{container: opsagent-test-w, image: \
+         opsagent-test-base, watch: [{}]}}\n",
+        watched.display()
+    );
+    converge(&e, &watching, &["create container opsagent-test-w (run opsagent-test-base:latest)".to_string()]);
+    let started = e.inspect("opsagent-test-w", "{{.State.StartedAt}}");
+    std::fs::write(&watched, "b\n").unwrap();
+    converge(&e, &watching, &["restart container opsagent-test-w (a watched file changed)".to_string()]);
+    assert_ne!(e.inspect("opsagent-test-w", "{{.State.StartedAt}}"), started);
+
     // A command that exits at once fails the state with its status and log.
     let failing =
         "states:\n  - id: s\n    module: linux.docker.running\n    parameter: {container: opsagent-test-fail, \

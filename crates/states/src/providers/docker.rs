@@ -538,7 +538,7 @@ fn base64(bytes: &[u8]) -> String {
     out
 }
 
-/// Pulls `reference`; returns the local image id afterwards.
+/// Pulls `reference` (with `creds` for its registry, if given).
 pub async fn pull(ctx: &Ctx, reference: &ImageRef, creds: Option<&Credentials>) -> Result<Output, StateError> {
     let registry = reference.registry();
     docker_with(ctx, &["pull", &reference.full()], creds.map(|c| (registry.as_str(), c)), &[]).await
