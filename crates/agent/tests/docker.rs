@@ -1,11 +1,14 @@
 //! `linux.docker.*` end to end, through the real `opsagent apply`, the real `docker` client and a
 //! real Docker engine: each test starts its own `dockerd` (Debian's `docker.io`) with its data,
 //! exec root, socket, pidfile and config under a temp dir, and no network changes to the host
-//! (`--iptables=false --ip-masq=false --ip-forward=false --bridge=none`); the agent reaches it
+//! (`--iptables=false --ip-masq=false --ip-forward=false --bridge=none`), its containers under a
+//! cgroup of its own (removed at the end); the agent reaches it
 //! through `DOCKER_HOST`. Images are built here `FROM scratch` with Debian's static busybox;
 //! pulls and pushes go to a private registry (Debian's `docker-registry`) on 127.0.0.1 serving
-//! from the temp dir. The `Engine` guard removes the containers, stops the registry and the
-//! daemon, unmounts what is left and deletes the temp dir, also when a test fails.
+//! from the temp dir. The `Engine` guard removes the containers, stops the registries and the
+//! daemon, removes its cgroup and what it made outside the temp dir (`/etc/docker/key.json`,
+//! `/run/docker`, `/run/containerd`, when they were not there before), unmounts what is left and
+//! deletes the temp dir, also when a test fails.
 //!
 //! Where no engine can run (no `dockerd`, or it fails to start), the tests that need one print
 //! `skipped: <reason>` with dockerd's own last log line; the error tests run without one.
@@ -24,6 +27,11 @@ use common::Run;
 const AUTH_USER: &str = "opsagent-test";
 const AUTH_PASSWORD: &str = "opsagent-test-s3cret";
 
+/// What dockerd and containerd make outside their roots (dockerd 20.10 has no flag for its trust
+/// key's path): removed after the test when the test made them, children before parents.
+const HOST_PATHS: &[&str] =
+    &["/etc/docker/key.json", "/run/docker/plugins", "/run/docker", "/run/containerd/s", "/run/containerd"];
+
 /// One engine at a time: each test starts its own and they would compete for the two cores.
 static ENGINE: Mutex<()> = Mutex::new(());
 
@@ -36,6 +44,9 @@ struct Engine {
     /// `127.0.0.1:PORT` of a second registry that wants `AUTH_USER`/`AUTH_PASSWORD` (htpasswd).
     auth_registry_addr: String,
     auth_registry: Option<Child>,
+    /// The `HOST_PATHS` that were not there before the test (removed by `Drop`; directories only
+    /// when empty).
+    made_paths: Vec<&'static str>,
     _turn: MutexGuard<'static, ()>,
 }
 
@@ -62,6 +73,7 @@ impl Engine {
             registry_addr: String::new(),
             auth_registry_addr: String::new(),
             auth_registry: None,
+            made_paths: HOST_PATHS.iter().copied().filter(|p| !Path::new(p).exists()).collect(),
             _turn: turn,
         };
         let mut last_error = String::new();
@@ -112,6 +124,8 @@ impl Engine {
             .arg("-H")
             .arg(self.host())
             .args(["--iptables=false", "--ip-masq=false", "--ip-forward=false", "--bridge=none"])
+            .arg("--cgroup-parent")
+            .arg(self.cgroup_parent())
             .args(["--storage-driver", driver])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -177,6 +191,11 @@ impl Engine {
         self.dir.path().join(rel)
     }
 
+    /// The cgroup the containers go under (removed by `Drop`), named after the temp dir.
+    fn cgroup_parent(&self) -> String {
+        format!("/{}", self.dir.path().file_name().unwrap().to_string_lossy())
+    }
+
     fn host(&self) -> String {
         format!("unix://{}", self.path("docker.sock").display())
     }
@@ -235,6 +254,17 @@ impl Drop for Engine {
         }
         if let Some(mut dockerd) = self.dockerd.take() {
             stop(&mut dockerd, Duration::from_secs(30));
+        }
+        // The (empty) cgroups the containers were under, in each hierarchy.
+        for hierarchy in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+            let _ = std::fs::remove_dir(hierarchy.path().join(&self.cgroup_parent()[1..]));
+        }
+        for path in &self.made_paths {
+            if Path::new(path).is_dir() {
+                let _ = std::fs::remove_dir(path);
+            } else {
+                let _ = std::fs::remove_file(path);
+            }
         }
         // Whatever the daemon left mounted under the temp dir (it unmounts on a clean stop).
         let root = self.dir.path().display().to_string();
