@@ -51,6 +51,21 @@ pub struct State {
 }
 
 impl State {
+    /// A copy without the parameter tree (which the compiled module has read).
+    pub fn clone_without_params(&self) -> State {
+        State {
+            number: self.number,
+            id: self.id.clone(),
+            module: self.module.clone(),
+            params: Vec::new(),
+            params_pos: self.params_pos,
+            pos: self.pos,
+            retries: self.retries,
+            timeout: self.timeout,
+            sensitive: self.sensitive,
+        }
+    }
+
     pub fn state_ref(&self) -> StateRef {
         StateRef { number: self.number, id: Some(self.id.clone()), module: Some(self.module.clone()) }
     }
@@ -88,9 +103,9 @@ pub fn parse_str(text: &str) -> Result<Recipe, RecipeError> {
 /// whose id and module are usable; it must not run unless `diagnostics` has no error.
 pub fn parse_lenient(text: &str) -> (Recipe, Vec<Diagnostic>) {
     match parse_root(text) {
-        Ok(root) => {
+        Ok(mut root) => {
             let mut reader = Reader::default();
-            let recipe = reader.read_document(&root);
+            let recipe = reader.read_document(&mut root);
             (recipe, reader.diagnostics)
         }
         Err(e) => (Recipe { version: None, retries: None, states: Vec::new(), warnings: Vec::new() }, e.diagnostics),
@@ -117,13 +132,13 @@ fn parse_root(text: &str) -> Result<Node, RecipeError> {
 
 /// Reads a recipe that arrived as JSON (the wire form of `RecipeMetadata`).
 pub fn from_json(value: &serde_json::Value) -> Result<Recipe, RecipeError> {
-    from_node(&Node::from_json(value))
+    from_node(Node::from_json(value))
 }
 
-/// Reads any of the three forms from a parsed document.
-pub fn from_node(root: &Node) -> Result<Recipe, RecipeError> {
+/// Reads any of the three forms from a parsed document (its states' parameters are moved out of it).
+pub fn from_node(mut root: Node) -> Result<Recipe, RecipeError> {
     let mut reader = Reader::default();
-    let recipe = reader.read_document(root);
+    let recipe = reader.read_document(&mut root);
     finish(recipe, reader.diagnostics)
 }
 
@@ -147,7 +162,8 @@ impl Reader {
         self.diagnostics.push(d);
     }
 
-    fn read_document(&mut self, root: &Node) -> Recipe {
+    /// Reads the document; the states' parameter trees are moved out of `root`, not copied.
+    fn read_document(&mut self, root: &mut Node) -> Recipe {
         let mut recipe = Recipe { version: None, retries: None, states: Vec::new(), warnings: Vec::new() };
         let shape_hint = "a recipe is a mapping with `version:` and `states:` (YAML), `recipe_version` and `state` (wire form), or `component` (IDE export)";
         match &root.value {
@@ -172,8 +188,10 @@ impl Reader {
         if let Some(node) = root.get("retries") {
             recipe.retries = self.read_u32(node, "retries", None);
         }
-        if let Some(components) = root.get("component") {
-            let Some(entries) = components.as_map() else {
+        let has_version = root.get("recipe_version").is_some();
+        let root_pos = root.pos;
+        if let Some(components) = root.get_mut("component") {
+            let Value::Map(entries) = &mut components.value else {
                 self.error(
                     Diagnostic::error(
                         Kind::Shape,
@@ -185,16 +203,18 @@ impl Reader {
             };
             for entry in entries {
                 // A component without states (a plain resource) is not our business.
-                if let Some(states) = entry.value.get("state") {
+                if let Some(states) = entry.value.get_mut("state") {
                     let offset = recipe.states.len();
                     recipe.states.extend(self.read_states(states, offset));
                 }
             }
-        } else if let Some(states) = root.get("states").or_else(|| root.get("state")) {
+        } else if root.get("states").is_some() || root.get("state").is_some() {
+            let key = if root.get("states").is_some() { "states" } else { "state" };
+            let states = root.get_mut(key).expect("just checked");
             recipe.states = self.read_states(states, 0);
-        } else if root.get("recipe_version").is_none() {
+        } else if !has_version {
             self.error(
-                Diagnostic::error(Kind::Shape, "the recipe has no `states` list").at(root.pos).with_hint(shape_hint),
+                Diagnostic::error(Kind::Shape, "the recipe has no `states` list").at(root_pos).with_hint(shape_hint),
             );
         }
         self.check_unique_ids(&recipe.states);
@@ -240,18 +260,18 @@ impl Reader {
         }
     }
 
-    fn read_states(&mut self, list: &Node, offset: usize) -> Vec<State> {
-        let Value::Seq(items) = &list.value else {
+    fn read_states(&mut self, list: &mut Node, offset: usize) -> Vec<State> {
+        let kind = list.kind();
+        let Value::Seq(items) = &mut list.value else {
             if !matches!(list.value, Value::Null) {
                 self.error(
-                    Diagnostic::error(Kind::Shape, format!("the states must be a list, found {}", list.kind()))
-                        .at(list.pos),
+                    Diagnostic::error(Kind::Shape, format!("the states must be a list, found {kind}")).at(list.pos),
                 );
             }
             return Vec::new();
         };
         let mut states = Vec::with_capacity(items.len());
-        for (i, item) in items.iter().enumerate() {
+        for (i, item) in items.iter_mut().enumerate() {
             if let Some(state) = self.read_state(item, offset + i + 1) {
                 states.push(state);
             }
@@ -259,7 +279,10 @@ impl Reader {
         states
     }
 
-    fn read_state(&mut self, item: &Node, number: usize) -> Option<State> {
+    fn read_state(&mut self, item: &mut Node, number: usize) -> Option<State> {
+        // The parameter tree is moved into the state (a recipe of 1,000 states holds it once).
+        let parameter = item.get_mut("parameter").map(|n| Node { value: std::mem::take(&mut n.value), pos: n.pos });
+        let item: &Node = item;
         let mut sref = StateRef { number, id: None, module: None };
         let Some(entries) = item.as_map() else {
             self.error(
@@ -306,10 +329,10 @@ impl Reader {
             }
             Some(_) => {}
         }
-        let (params, params_pos) = match item.get("parameter") {
+        let (params, params_pos) = match parameter {
             None => (Vec::new(), item.pos),
-            Some(node) => match &node.value {
-                Value::Map(entries) => (entries.clone(), node.pos),
+            Some(node) => match node.value {
+                Value::Map(entries) => (entries, node.pos),
                 Value::Null => (Vec::new(), node.pos),
                 _ => {
                     self.error(

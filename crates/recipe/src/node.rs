@@ -30,8 +30,9 @@ pub struct Node {
 }
 
 /// The kinds of value a recipe can hold. Numbers keep their text.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub enum Value {
+    #[default]
     Null,
     Bool(bool),
     Number(String),
@@ -71,6 +72,14 @@ impl Node {
     /// The value at `key` of a mapping (the first one, should the key repeat).
     pub fn get(&self, key: &str) -> Option<&Node> {
         self.as_map()?.iter().find(|e| e.key == key).map(|e| &e.value)
+    }
+
+    /// The value under `key` of a mapping, to take parts out of it.
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut Node> {
+        match &mut self.value {
+            Value::Map(entries) => entries.iter_mut().find(|e| e.key == key).map(|e| &mut e.value),
+            _ => None,
+        }
     }
 
     /// A word for the kind of value, for error messages ("a list", "a string").

@@ -63,7 +63,9 @@ pub fn compile(recipe: &Recipe) -> Result<(Vec<Compiled>, Vec<Diagnostic>), Vec<
         match Module::from_state(state) {
             Ok((module, w)) => {
                 warnings.extend(w);
-                states.push(Compiled { state: state.clone(), module });
+                // The module holds what it read; the parameter tree is not kept twice.
+                let state = state.clone_without_params();
+                states.push(Compiled { state, module });
             }
             Err(diagnostics) => {
                 for d in diagnostics {

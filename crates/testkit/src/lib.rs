@@ -124,7 +124,7 @@ impl Hub {
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("hub log"))
             .stderr(log)
-            .spawn()
+            .spawn_retrying()
             .expect("start opsagent-hub");
         self.child = Some(child);
         let up = wait_until(Duration::from_secs(20), || self.cli(&["app", "list"]).code == 0);
@@ -269,7 +269,7 @@ impl Agent {
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("agent log"))
             .stderr(log)
-            .spawn()
+            .spawn_retrying()
             .expect("start opsagent");
         self.child = Some(child);
     }
@@ -495,7 +495,7 @@ impl Installed {
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("agent log"))
             .stderr(log)
-            .spawn()
+            .spawn_retrying()
             .expect("start the installed agent");
         self.child = Some(child);
     }
@@ -575,4 +575,26 @@ impl Drop for Installed {
 /// over `hash % 2000` ms.
 pub fn instance_hash(instance_id: &str) -> u64 {
     instance_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// `Command::spawn`, retried while the program is "Text file busy" (ETXTBSY): a test that has just
+/// written a binary (an installed or patched agent) can race another thread's fork, whose child
+/// holds the written file open until it execs.
+pub trait SpawnRetrying {
+    fn spawn_retrying(&mut self) -> std::io::Result<Child>;
+}
+
+impl SpawnRetrying for Command {
+    fn spawn_retrying(&mut self) -> std::io::Result<Child> {
+        let mut tries = 0;
+        loop {
+            match self.spawn() {
+                Err(e) if e.raw_os_error() == Some(26) && tries < 50 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
+    }
 }
