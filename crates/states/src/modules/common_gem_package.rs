@@ -39,6 +39,7 @@ use std::path::{Path, PathBuf};
 
 use opsagent_recipe::{Diagnostic, Kind, ParamReader, Pos, State};
 
+use super::packages::{as_written, read_names, Names};
 use crate::fetch::Source;
 use crate::process::{self, Limits, Output, Spec, Tail, Termination};
 use crate::{Action, Change, Ctx, Outcome, Plan, StateError};
@@ -111,51 +112,25 @@ impl Op {
 impl GemPackage {
     pub fn from_params(state: &State) -> Result<(GemPackage, Vec<Diagnostic>), Vec<Diagnostic>> {
         let mut p = ParamReader::new(state);
-        let name_pos = p.node("name").and_then(|n| n.pos);
-        let hint = "give the gems, e.g. `name: { rake: \"13.0.6\", bundler: latest }`";
-        let entries = if p.has("name") { p.dict("name") } else { None };
-        if !p.has("name") {
-            p.report(Kind::MissingParameter, "name", None, "required parameter `name` is missing", Some(hint.into()));
-        }
-        let mut packages: Vec<(String, Wanted)> = Vec::new();
-        if let Some(entries) = entries {
-            if entries.is_empty() {
-                p.report(Kind::BadValue, "name", name_pos, "no gem is given", Some(hint.into()));
-            }
-            for entry in entries {
-                let path = format!("name.{}", entry.key);
-                // The original's `name==version` form: the version moves to the value.
-                let (key, value) = match entry.key.split_once("==") {
-                    Some((k, v)) if entry.value.as_deref().unwrap_or("").is_empty() => {
-                        (k.trim().to_string(), v.trim().to_string())
-                    }
-                    _ => (entry.key.clone(), entry.value.clone().unwrap_or_default()),
-                };
-                if !is_gem_name(&key) {
-                    p.report(
-                        Kind::BadValue,
-                        &path,
-                        name_pos,
-                        format!("`{key}` is not a gem name"),
-                        Some("gem names are letters, digits, `-`, `_` and `.`, e.g. `rake`".into()),
-                    );
-                    continue;
-                }
-                if packages.iter().any(|(n, _)| *n == key) {
-                    p.report(
-                        Kind::BadValue,
-                        &path,
-                        name_pos,
-                        format!("gem `{key}` is listed twice"),
-                        Some("keep one entry per gem".into()),
-                    );
-                    continue;
-                }
-                if let Some(wanted) = parse_wanted(&mut p, &path, name_pos, &value) {
-                    packages.push((key, wanted));
-                }
-            }
-        }
+        // The original's `name==version` keys are read as `name: version`.
+        let packages = read_names(
+            &mut p,
+            &Names {
+                noun: "gem",
+                example: "give the gems, e.g. `name: { rake: \"13.0.6\", bundler: latest }`",
+                problem: &|name| {
+                    (!is_gem_name(name)).then(|| {
+                        (
+                            format!("`{name}` is not a gem name"),
+                            "gem names are letters, digits, `-`, `_` and `.`, e.g. `rake`".into(),
+                        )
+                    })
+                },
+                canonical: &as_written,
+                version_in_key: true,
+            },
+            parse_wanted,
+        );
         let source_pos = p.node("source").and_then(|n| n.pos);
         let source = p.string("source").filter(|s| !s.trim().is_empty());
         if let Some(url) = &source {

@@ -44,6 +44,7 @@ use std::path::{Path, PathBuf};
 use opsagent_recipe::{Diagnostic, Kind, ParamReader, Pos, State};
 
 use super::linux_file::check_absolute;
+use super::packages::{as_written, read_names, Names};
 use crate::fetch::Source;
 use crate::process::{self, Limits, Output, Spec, Tail, Termination};
 use crate::{Action, Change, Ctx, Outcome, Plan, StateError};
@@ -126,44 +127,24 @@ impl Op {
 impl NpmPackage {
     pub fn from_params(state: &State) -> Result<(NpmPackage, Vec<Diagnostic>), Vec<Diagnostic>> {
         let mut p = ParamReader::new(state);
-        let name_pos = p.node("name").and_then(|n| n.pos);
-        let hint = "give the packages, e.g. `name: { express: \"4.18.2\", lodash: latest }`";
-        let entries = if p.has("name") { p.dict("name") } else { None };
-        if !p.has("name") {
-            p.report(Kind::MissingParameter, "name", None, "required parameter `name` is missing", Some(hint.into()));
-        }
-        let mut packages: Vec<(String, Wanted)> = Vec::new();
-        if let Some(entries) = entries {
-            if entries.is_empty() {
-                p.report(Kind::BadValue, "name", name_pos, "no package is given", Some(hint.into()));
-            }
-            for entry in entries {
-                let path = format!("name.{}", entry.key);
-                if !is_package_name(&entry.key) {
-                    p.report(
-                        Kind::BadValue,
-                        &path,
-                        name_pos,
-                        format!("`{}` is not an npm package name", entry.key),
-                        Some("names are lowercase letters, digits, `-`, `.`, `_` (at most 214), optionally scoped: `@scope/name`; give the version as the value, not `name@1.0`".into()),
-                    );
-                    continue;
-                }
-                if packages.iter().any(|(n, _)| *n == entry.key) {
-                    p.report(
-                        Kind::BadValue,
-                        &path,
-                        name_pos,
-                        format!("package `{}` is listed twice", entry.key),
-                        Some("keep one entry per package".into()),
-                    );
-                    continue;
-                }
-                if let Some(wanted) = parse_wanted(&mut p, &path, name_pos, entry.value.as_deref().unwrap_or("")) {
-                    packages.push((entry.key, wanted));
-                }
-            }
-        }
+        let packages = read_names(
+            &mut p,
+            &Names {
+                noun: "package",
+                example: "give the packages, e.g. `name: { express: \"4.18.2\", lodash: latest }`",
+                problem: &|name| {
+                    (!is_package_name(name)).then(|| {
+                        (
+                            format!("`{name}` is not an npm package name"),
+                            "names are lowercase letters, digits, `-`, `.`, `_` (at most 214), optionally scoped: `@scope/name`; give the version as the value, not `name@1.0`".into(),
+                        )
+                    })
+                },
+                canonical: &as_written,
+                version_in_key: false,
+            },
+            parse_wanted,
+        );
         let path_pos = p.node("path").and_then(|n| n.pos);
         let path = p
             .string("path")

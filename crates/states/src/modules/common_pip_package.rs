@@ -53,6 +53,7 @@ use std::path::PathBuf;
 use opsagent_recipe::{Diagnostic, Kind, ParamReader, Pos, State};
 
 use super::linux_file::check_absolute;
+use super::packages::{read_names, Names};
 use crate::process::{self, Limits, Output, Spec, Tail, Termination};
 use crate::{Action, Change, Ctx, Outcome, Plan, StateError};
 
@@ -127,46 +128,24 @@ struct Planned {
 impl PipPackage {
     pub fn from_params(state: &State) -> Result<(PipPackage, Vec<Diagnostic>), Vec<Diagnostic>> {
         let mut p = ParamReader::new(state);
-        let name_pos = p.node("name").and_then(|n| n.pos);
-        let hint = "give the packages, e.g. `name: { requests: \"2.31.0\", flask: latest }`";
-        let entries = if p.has("name") { p.dict("name") } else { None };
-        if !p.has("name") {
-            p.report(Kind::MissingParameter, "name", None, "required parameter `name` is missing", Some(hint.into()));
-        }
-        let mut packages: Vec<(String, Wanted)> = Vec::new();
-        if let Some(entries) = entries {
-            if entries.is_empty() {
-                p.report(Kind::BadValue, "name", name_pos, "no package is given", Some(hint.into()));
-            }
-            for entry in entries {
-                let path = format!("name.{}", entry.key);
-                if !is_package_name(&entry.key) {
-                    p.report(
-                        Kind::BadValue,
-                        &path,
-                        name_pos,
-                        format!("`{}` is not a Python package name", entry.key),
-                        Some("names are letters, digits, `-`, `_` and `.`, starting and ending with a letter or digit, e.g. `requests`; give the version as the value, not `pkg==1.0`".into()),
-                    );
-                    continue;
-                }
-                if let Some((other, _)) = packages.iter().find(|(n, _)| normalize(n) == normalize(&entry.key)) {
-                    p.report(
-                        Kind::BadValue,
-                        &path,
-                        name_pos,
-                        format!("package `{}` is listed twice (as `{other}` too)", entry.key),
-                        Some(
-                            "names differing only in case, `-`, `_` or `.` are the same package; keep one entry".into(),
-                        ),
-                    );
-                    continue;
-                }
-                if let Some(wanted) = parse_wanted(&mut p, &path, name_pos, entry.value.as_deref().unwrap_or("")) {
-                    packages.push((entry.key, wanted));
-                }
-            }
-        }
+        let packages = read_names(
+            &mut p,
+            &Names {
+                noun: "package",
+                example: "give the packages, e.g. `name: { requests: \"2.31.0\", flask: latest }`",
+                problem: &|name| {
+                    (!is_package_name(name)).then(|| {
+                        (
+                            format!("`{name}` is not a Python package name"),
+                            "names are letters, digits, `-`, `_` and `.`, starting and ending with a letter or digit, e.g. `requests`; give the version as the value, not `pkg==1.0`".into(),
+                        )
+                    })
+                },
+                canonical: &normalize,
+                version_in_key: false,
+            },
+            parse_wanted,
+        );
         let venv_pos = p.node("virtualenv").and_then(|n| n.pos);
         let virtualenv = p
             .string("virtualenv")

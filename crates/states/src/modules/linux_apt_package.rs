@@ -52,6 +52,7 @@ use std::path::PathBuf;
 use opsagent_recipe::{Diagnostic, Kind, ParamReader, State};
 
 use super::linux_file::check_absolute;
+use super::packages::{as_written, read_names, Names};
 use crate::fetch::Source;
 use crate::process::Tail;
 use crate::providers::apt::{self, DpkgState, Installed};
@@ -136,55 +137,24 @@ impl Op {
 impl AptPackage {
     pub fn from_params(state: &State) -> Result<(AptPackage, Vec<Diagnostic>), Vec<Diagnostic>> {
         let mut p = ParamReader::new(state);
-        let name_pos = p.node("name").and_then(|n| n.pos);
-        let entries = if p.has("name") { p.dict("name") } else { None };
-        if !p.has("name") {
-            p.report(
-                Kind::MissingParameter,
-                "name",
-                None,
-                "required parameter `name` is missing",
-                Some("give the packages, e.g. `name: { nginx: \"\", curl: latest }`".into()),
-            );
-        }
-        let mut packages: Vec<(String, Wanted)> = Vec::new();
-        if let Some(entries) = entries {
-            if entries.is_empty() {
-                p.report(
-                    Kind::BadValue,
-                    "name",
-                    name_pos,
-                    "no package is given",
-                    Some("give the packages, e.g. `name: { nginx: \"\", curl: latest }`".into()),
-                );
-            }
-            for entry in entries {
-                let path = format!("name.{}", entry.key);
-                if !is_package_name(&entry.key) {
-                    p.report(
-                        Kind::BadValue,
-                        &path,
-                        name_pos,
-                        format!("`{}` is not a Debian package name", entry.key),
-                        Some("package names are lowercase letters, digits, `+`, `-` and `.`, e.g. `libssl3` (an architecture may follow: `libc6:i386`)".into()),
-                    );
-                    continue;
-                }
-                if packages.iter().any(|(name, _)| *name == entry.key) {
-                    p.report(
-                        Kind::BadValue,
-                        &path,
-                        name_pos,
-                        format!("package `{}` is listed twice", entry.key),
-                        Some("keep one entry per package".into()),
-                    );
-                    continue;
-                }
-                if let Some(wanted) = parse_wanted(&mut p, &path, name_pos, entry.value.as_deref().unwrap_or("")) {
-                    packages.push((entry.key, wanted));
-                }
-            }
-        }
+        let packages = read_names(
+            &mut p,
+            &Names {
+                noun: "package",
+                example: "give the packages, e.g. `name: { nginx: \"\", curl: latest }`",
+                problem: &|name| {
+                    (!is_package_name(name)).then(|| {
+                        (
+                            format!("`{name}` is not a Debian package name"),
+                            "package names are lowercase letters, digits, `+`, `-` and `.`, e.g. `libssl3` (an architecture may follow: `libc6:i386`)".into(),
+                        )
+                    })
+                },
+                canonical: &as_written,
+                version_in_key: false,
+            },
+            parse_wanted,
+        );
         let repo_pos = p.node("repo").and_then(|n| n.pos);
         let repo = p.string("repo").filter(|r| !r.trim().is_empty());
         if let Some(repo) = &repo {

@@ -48,6 +48,7 @@ use std::path::PathBuf;
 
 use opsagent_recipe::{Diagnostic, Kind, ParamReader, State};
 
+use super::packages::{as_written, read_names, Names};
 use crate::fetch::Source;
 use crate::process::Tail;
 use crate::providers::yum::{self, Evr, Tool};
@@ -134,44 +135,17 @@ impl Op {
 impl YumPackage {
     pub fn from_params(state: &State) -> Result<(YumPackage, Vec<Diagnostic>), Vec<Diagnostic>> {
         let mut p = ParamReader::new(state);
-        let name_pos = p.node("name").and_then(|n| n.pos);
-        let example = "give the packages, e.g. `name: { nginx: \"\", curl: latest }`";
-        let entries = if p.has("name") { p.dict("name") } else { None };
-        if !p.has("name") {
-            p.report(
-                Kind::MissingParameter,
-                "name",
-                None,
-                "required parameter `name` is missing",
-                Some(example.into()),
-            );
-        }
-        let mut packages: Vec<(String, Wanted)> = Vec::new();
-        if let Some(entries) = entries {
-            if entries.is_empty() {
-                p.report(Kind::BadValue, "name", name_pos, "no package is given", Some(example.into()));
-            }
-            for entry in entries {
-                let path = format!("name.{}", entry.key);
-                if let Some(problem) = package_name_problem(&entry.key) {
-                    p.report(Kind::BadValue, &path, name_pos, problem.0, Some(problem.1));
-                    continue;
-                }
-                if packages.iter().any(|(name, _)| *name == entry.key) {
-                    p.report(
-                        Kind::BadValue,
-                        &path,
-                        name_pos,
-                        format!("package `{}` is listed twice", entry.key),
-                        Some("keep one entry per package".into()),
-                    );
-                    continue;
-                }
-                if let Some(wanted) = parse_wanted(&mut p, &path, name_pos, entry.value.as_deref().unwrap_or("")) {
-                    packages.push((entry.key, wanted));
-                }
-            }
-        }
+        let packages = read_names(
+            &mut p,
+            &Names {
+                noun: "package",
+                example: "give the packages, e.g. `name: { nginx: \"\", curl: latest }`",
+                problem: &package_name_problem,
+                canonical: &as_written,
+                version_in_key: false,
+            },
+            parse_wanted,
+        );
         let repo_pos = p.node("repo").and_then(|n| n.pos);
         let repo = p.string("repo").map(|r| r.trim().to_string()).filter(|r| !r.is_empty());
         if let Some(repo) = &repo {

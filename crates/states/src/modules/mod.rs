@@ -44,6 +44,7 @@ pub mod linux_yum_package;
 pub mod linux_yum_repo;
 pub mod meta_comment;
 pub mod meta_wait;
+mod packages;
 
 use std::time::Duration;
 
