@@ -5,7 +5,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{Run, Scratch};
+use common::{changes, Run, Scratch};
 
 fn sh(dir: &Path, script: &str) {
     let out = Command::new("sh").arg("-c").arg(script).current_dir(dir).output().unwrap();
@@ -45,22 +45,6 @@ fn recipe(s: &Scratch, name: &str, source: &Path, dest: &str, extra: &str) -> Pa
             source.display()
         ),
     )
-}
-
-fn changes(run: &Run) -> Vec<String> {
-    run.json()["states"][0]["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            format!(
-                "{} {} ({})",
-                c["action"].as_str().unwrap(),
-                c["target"].as_str().unwrap(),
-                c["detail"].as_str().unwrap()
-            )
-        })
-        .collect()
 }
 
 fn comment(run: &Run) -> String {

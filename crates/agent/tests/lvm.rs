@@ -10,7 +10,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{Run, Scratch};
+use common::{changes, Run, Scratch};
 
 /// Loop devices over image files; detached on drop.
 struct Loops(Vec<String>);
@@ -128,23 +128,6 @@ impl Drop for Lab {
 
 fn has_tool(tool: &str) -> bool {
     ["/usr/sbin", "/sbin", "/usr/bin", "/bin"].iter().any(|d| Path::new(d).join(tool).exists())
-}
-
-fn changes(run: &Run) -> Vec<String> {
-    run.json()["states"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|s| s["changes"].as_array().unwrap().clone())
-        .map(|c| {
-            format!(
-                "{} {} ({})",
-                c["action"].as_str().unwrap(),
-                c["target"].as_str().unwrap(),
-                c["detail"].as_str().unwrap()
-            )
-        })
-        .collect()
 }
 
 /// The error of the first failed state.

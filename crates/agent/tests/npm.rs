@@ -13,7 +13,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{Run, Scratch};
+use common::{changes, Run, Scratch};
 
 const FOO: &str = "opsagent-test-foo";
 const BAR: &str = "opsagent-test-bar";
@@ -152,22 +152,6 @@ fn respond(dir: &Path, url: &str, path: &str) -> (&'static str, &'static str, Ve
         entries.join(", ")
     );
     ("200 OK", "application/json", body.into_bytes())
-}
-
-fn changes(run: &Run) -> Vec<String> {
-    run.json()["states"][0]["changes"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no changes:\n{}\n{}", run.stdout, run.stderr))
-        .iter()
-        .map(|c| {
-            format!(
-                "{} {} ({})",
-                c["action"].as_str().unwrap(),
-                c["target"].as_str().unwrap(),
-                c["detail"].as_str().unwrap()
-            )
-        })
-        .collect()
 }
 
 fn comment(run: &Run) -> String {

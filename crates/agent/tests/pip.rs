@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{Run, Scratch};
+use common::{changes, Run, Scratch};
 
 const FOO: &str = "opsagent-test-foo";
 const BAR: &str = "opsagent-test-bar";
@@ -92,22 +92,6 @@ impl Fixture {
         list.sort();
         list
     }
-}
-
-fn changes(run: &Run) -> Vec<String> {
-    run.json()["states"][0]["changes"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no changes:\n{}\n{}", run.stdout, run.stderr))
-        .iter()
-        .map(|c| {
-            format!(
-                "{} {} ({})",
-                c["action"].as_str().unwrap(),
-                c["target"].as_str().unwrap(),
-                c["detail"].as_str().unwrap()
-            )
-        })
-        .collect()
 }
 
 fn comment(run: &Run) -> String {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
-use common::{Run, Scratch};
+use common::{changes, Scratch};
 
 /// Tests that mount or touch `/etc/fstab` run one at a time.
 static MACHINE: Mutex<()> = Mutex::new(());
@@ -103,23 +103,6 @@ fn can_mount(s: &Scratch) -> bool {
     }
     let _ = Command::new("umount").arg(&probe).output();
     true
-}
-
-fn changes(run: &Run) -> Vec<String> {
-    run.json()["states"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|s| s["changes"].as_array().unwrap().clone())
-        .map(|c| {
-            format!(
-                "{} {} ({})",
-                c["action"].as_str().unwrap(),
-                c["target"].as_str().unwrap(),
-                c["detail"].as_str().unwrap()
-            )
-        })
-        .collect()
 }
 
 /// Runs with `--test`, checks that it changed nothing observable, runs for real, and checks that the

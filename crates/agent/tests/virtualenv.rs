@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{Run, Scratch};
+use common::{changes, Run, Scratch};
 
 const FOO: &str = "opsagent-test-foo";
 
@@ -36,22 +36,6 @@ fn run(program: &str, args: &[&str]) -> String {
     let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"));
     assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn changes(run: &Run) -> Vec<String> {
-    run.json()["states"][0]["changes"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no changes:\n{}\n{}", run.stdout, run.stderr))
-        .iter()
-        .map(|c| {
-            format!(
-                "{} {} ({})",
-                c["action"].as_str().unwrap(),
-                c["target"].as_str().unwrap(),
-                c["detail"].as_str().unwrap()
-            )
-        })
-        .collect()
 }
 
 fn comment(run: &Run) -> String {

@@ -74,6 +74,24 @@ impl Run {
     }
 }
 
+/// Every change of a JSON report, state after state, as `action target (detail)`.
+pub fn changes(run: &Run) -> Vec<String> {
+    let json = run.json();
+    let states = json["states"].as_array().unwrap_or_else(|| panic!("no states:\n{}\n{}", run.stdout, run.stderr));
+    states
+        .iter()
+        .flat_map(|s| s["changes"].as_array().cloned().unwrap_or_default())
+        .map(|c| {
+            format!(
+                "{} {} ({})",
+                c["action"].as_str().unwrap(),
+                c["target"].as_str().unwrap(),
+                c["detail"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
 /// Everything observable about a tree: per path, kind, mode, owner, inode, mtime and content.
 pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, String> {
     let mut out = BTreeMap::new();
