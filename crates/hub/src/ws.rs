@@ -473,7 +473,9 @@ async fn writer(
             None => break,
             Some(Outgoing::Frame(text)) => text,
             Some(Outgoing::Recipe { version, frame }) => {
-                if version < newest_recipe {
+                // A push racing the handshake's replay may queue the same version twice: one
+                // copy is enough, and an older one is stale.
+                if version <= newest_recipe {
                     continue;
                 }
                 newest_recipe = version;
