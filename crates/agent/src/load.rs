@@ -31,6 +31,7 @@ pub fn read_recipe(path: &Path) -> Result<Loaded, LoadError> {
     // Read what can be read, then check the parameters of every readable state, so that one run
     // lists every problem of the file.
     let (mut recipe, mut diagnostics) = opsagent_recipe::parse_lenient(&text);
+    drop(text);
     let compiled = opsagent_states::compile(&recipe);
     let (states, compile_diagnostics) = match compiled {
         Ok((states, warnings)) => (states, warnings),
@@ -48,7 +49,6 @@ pub fn read_recipe(path: &Path) -> Result<Loaded, LoadError> {
         return Err(LoadError::Invalid(diagnostics));
     }
     let warnings = diagnostics;
-    drop(text);
     // The modules hold what they read: the parameter trees can go (a large recipe's biggest part).
     for state in &mut recipe.states {
         state.params = Vec::new();

@@ -206,7 +206,10 @@ impl MarkedEventReceiver for Builder {
                     self.second_document = pos;
                 }
             }
-            Event::Scalar(text, style, anchor, tag) => {
+            Event::Scalar(mut text, style, anchor, tag) => {
+                // The scanner grows scalars a character at a time: keep only what they hold (a
+                // recipe of large file contents would otherwise be held at up to twice its size).
+                text.shrink_to_fit();
                 let value = if style == TScalarStyle::Plain && tag.is_none() {
                     resolve_plain(text)
                 } else {
@@ -218,6 +221,11 @@ impl MarkedEventReceiver for Builder {
             Event::MappingStart(anchor, _) => self.stack.push((Node::new(Value::Map(Vec::new()), pos), None, anchor)),
             Event::SequenceEnd | Event::MappingEnd => {
                 if let Some((mut node, _, anchor)) = self.stack.pop() {
+                    match &mut node.value {
+                        Value::Map(entries) => entries.shrink_to_fit(),
+                        Value::Seq(items) => items.shrink_to_fit(),
+                        _ => {}
+                    }
                     // A block mapping's start mark falls after its first key; point at that key.
                     if let Value::Map(entries) = &node.value {
                         if let Some(first) = entries.first() {

@@ -100,138 +100,155 @@ pub const SUPPORTED: &[&str] = &[
     "linux.docker.deploy",
 ];
 
-/// A validated state module.
+/// A validated state module. Each is boxed: a recipe of thousands of states holds each module at its
+/// own size, not at the size of the largest.
 #[derive(Debug, Clone)]
 pub enum Module {
-    Comment(meta_comment::Comment),
-    Wait(meta_wait::Wait),
-    File(linux_file::File),
-    Dir(linux_dir::Dir),
-    Symlink(linux_symlink::Symlink),
-    Cmd(linux_cmd::Cmd),
-    Service(linux_service::Service),
-    Supervisord(linux_supervisord::Supervisord),
-    Git(common_git::Git),
-    Hg(common_hg::Hg),
-    Svn(common_svn::Svn),
-    Mount(linux_mount::Mount),
-    Mkfs(linux_mkfs::Mkfs),
-    LvmPv(linux_lvm_pv::Pv),
-    LvmVg(linux_lvm_vg::Vg),
-    LvmLv(linux_lvm_lv::Lv),
-    Raid(linux_raid::Raid),
-    PipPackage(common_pip_package::PipPackage),
-    Archive(common_archive::Archive),
-    Virtualenv(common_virtualenv::Virtualenv),
-    NpmPackage(common_npm_package::NpmPackage),
-    GemPackage(common_gem_package::GemPackage),
-    AptPackage(linux_apt_package::AptPackage),
-    AptRepo(linux_apt_repo::AptRepo),
-    AptPpa(linux_apt_ppa::AptPpa),
-    YumPackage(linux_yum_package::YumPackage),
-    YumRepo(linux_yum_repo::YumRepo),
-    RpmKey(linux_rpm_key::RpmKey),
-    User(linux_user::User),
-    Group(linux_group::Group),
-    Cronjob(linux_cronjob::Cronjob),
-    Timezone(common_timezone::Timezone),
-    PuppetApply(linux_puppet_apply::PuppetApply),
-    PuppetAgent(linux_puppet_agent::PuppetAgent),
-    PuppetRun(linux_puppet_run::PuppetRun),
-    ChefClient(linux_chef_client::ChefClient),
-    ChefSolo(linux_chef_solo::ChefSolo),
-    MesosMaster(linux_mesos_master::MesosMaster),
-    MesosSlave(linux_mesos_slave::MesosSlave),
-    DockerPulled(linux_docker_pulled::Pulled),
-    DockerBuilt(linux_docker_built::Built),
-    DockerRunning(linux_docker_running::Running),
-    DockerPushed(linux_docker_pushed::Pushed),
-    DockerDeploy(linux_docker_deploy::Deploy),
+    Comment(Box<meta_comment::Comment>),
+    Wait(Box<meta_wait::Wait>),
+    File(Box<linux_file::File>),
+    Dir(Box<linux_dir::Dir>),
+    Symlink(Box<linux_symlink::Symlink>),
+    Cmd(Box<linux_cmd::Cmd>),
+    Service(Box<linux_service::Service>),
+    Supervisord(Box<linux_supervisord::Supervisord>),
+    Git(Box<common_git::Git>),
+    Hg(Box<common_hg::Hg>),
+    Svn(Box<common_svn::Svn>),
+    Mount(Box<linux_mount::Mount>),
+    Mkfs(Box<linux_mkfs::Mkfs>),
+    LvmPv(Box<linux_lvm_pv::Pv>),
+    LvmVg(Box<linux_lvm_vg::Vg>),
+    LvmLv(Box<linux_lvm_lv::Lv>),
+    Raid(Box<linux_raid::Raid>),
+    PipPackage(Box<common_pip_package::PipPackage>),
+    Archive(Box<common_archive::Archive>),
+    Virtualenv(Box<common_virtualenv::Virtualenv>),
+    NpmPackage(Box<common_npm_package::NpmPackage>),
+    GemPackage(Box<common_gem_package::GemPackage>),
+    AptPackage(Box<linux_apt_package::AptPackage>),
+    AptRepo(Box<linux_apt_repo::AptRepo>),
+    AptPpa(Box<linux_apt_ppa::AptPpa>),
+    YumPackage(Box<linux_yum_package::YumPackage>),
+    YumRepo(Box<linux_yum_repo::YumRepo>),
+    RpmKey(Box<linux_rpm_key::RpmKey>),
+    User(Box<linux_user::User>),
+    Group(Box<linux_group::Group>),
+    Cronjob(Box<linux_cronjob::Cronjob>),
+    Timezone(Box<common_timezone::Timezone>),
+    PuppetApply(Box<linux_puppet_apply::PuppetApply>),
+    PuppetAgent(Box<linux_puppet_agent::PuppetAgent>),
+    PuppetRun(Box<linux_puppet_run::PuppetRun>),
+    ChefClient(Box<linux_chef_client::ChefClient>),
+    ChefSolo(Box<linux_chef_solo::ChefSolo>),
+    MesosMaster(Box<linux_mesos_master::MesosMaster>),
+    MesosSlave(Box<linux_mesos_slave::MesosSlave>),
+    DockerPulled(Box<linux_docker_pulled::Pulled>),
+    DockerBuilt(Box<linux_docker_built::Built>),
+    DockerRunning(Box<linux_docker_running::Running>),
+    DockerPushed(Box<linux_docker_pushed::Pushed>),
+    DockerDeploy(Box<linux_docker_deploy::Deploy>),
 }
 
 impl Module {
     /// Validates `state`'s parameters for its module; returns the module and any warnings.
     pub fn from_state(state: &State) -> Result<(Module, Vec<Diagnostic>), Vec<Diagnostic>> {
         match state.module.as_str() {
-            "meta.comment" => meta_comment::Comment::from_params(state).map(|(m, w)| (Module::Comment(m), w)),
-            "meta.wait" => meta_wait::Wait::from_params(state).map(|(m, w)| (Module::Wait(m), w)),
-            "linux.file" => linux_file::File::from_params(state).map(|(m, w)| (Module::File(m), w)),
-            "linux.dir" => linux_dir::Dir::from_params(state).map(|(m, w)| (Module::Dir(m), w)),
-            "linux.symlink" => linux_symlink::Symlink::from_params(state).map(|(m, w)| (Module::Symlink(m), w)),
-            "linux.cmd" => linux_cmd::Cmd::from_params(state).map(|(m, w)| (Module::Cmd(m), w)),
-            "linux.service" => linux_service::Service::from_params(state).map(|(m, w)| (Module::Service(m), w)),
+            "meta.comment" => meta_comment::Comment::from_params(state).map(|(m, w)| (Module::Comment(Box::new(m)), w)),
+            "meta.wait" => meta_wait::Wait::from_params(state).map(|(m, w)| (Module::Wait(Box::new(m)), w)),
+            "linux.file" => linux_file::File::from_params(state).map(|(m, w)| (Module::File(Box::new(m)), w)),
+            "linux.dir" => linux_dir::Dir::from_params(state).map(|(m, w)| (Module::Dir(Box::new(m)), w)),
+            "linux.symlink" => {
+                linux_symlink::Symlink::from_params(state).map(|(m, w)| (Module::Symlink(Box::new(m)), w))
+            }
+            "linux.cmd" => linux_cmd::Cmd::from_params(state).map(|(m, w)| (Module::Cmd(Box::new(m)), w)),
+            "linux.service" => {
+                linux_service::Service::from_params(state).map(|(m, w)| (Module::Service(Box::new(m)), w))
+            }
             "linux.supervisord" => {
-                linux_supervisord::Supervisord::from_params(state).map(|(m, w)| (Module::Supervisord(m), w))
+                linux_supervisord::Supervisord::from_params(state).map(|(m, w)| (Module::Supervisord(Box::new(m)), w))
             }
-            "common.git" => common_git::Git::from_params(state).map(|(m, w)| (Module::Git(m), w)),
-            "common.hg" => common_hg::Hg::from_params(state).map(|(m, w)| (Module::Hg(m), w)),
-            "common.svn" => common_svn::Svn::from_params(state).map(|(m, w)| (Module::Svn(m), w)),
-            "linux.mount" => linux_mount::Mount::from_params(state).map(|(m, w)| (Module::Mount(m), w)),
-            "linux.mkfs" => linux_mkfs::Mkfs::from_params(state).map(|(m, w)| (Module::Mkfs(m), w)),
-            "linux.lvm.pv" => linux_lvm_pv::Pv::from_params(state).map(|(m, w)| (Module::LvmPv(m), w)),
-            "linux.lvm.vg" => linux_lvm_vg::Vg::from_params(state).map(|(m, w)| (Module::LvmVg(m), w)),
-            "linux.lvm.lv" => linux_lvm_lv::Lv::from_params(state).map(|(m, w)| (Module::LvmLv(m), w)),
-            "linux.raid" => linux_raid::Raid::from_params(state).map(|(m, w)| (Module::Raid(m), w)),
+            "common.git" => common_git::Git::from_params(state).map(|(m, w)| (Module::Git(Box::new(m)), w)),
+            "common.hg" => common_hg::Hg::from_params(state).map(|(m, w)| (Module::Hg(Box::new(m)), w)),
+            "common.svn" => common_svn::Svn::from_params(state).map(|(m, w)| (Module::Svn(Box::new(m)), w)),
+            "linux.mount" => linux_mount::Mount::from_params(state).map(|(m, w)| (Module::Mount(Box::new(m)), w)),
+            "linux.mkfs" => linux_mkfs::Mkfs::from_params(state).map(|(m, w)| (Module::Mkfs(Box::new(m)), w)),
+            "linux.lvm.pv" => linux_lvm_pv::Pv::from_params(state).map(|(m, w)| (Module::LvmPv(Box::new(m)), w)),
+            "linux.lvm.vg" => linux_lvm_vg::Vg::from_params(state).map(|(m, w)| (Module::LvmVg(Box::new(m)), w)),
+            "linux.lvm.lv" => linux_lvm_lv::Lv::from_params(state).map(|(m, w)| (Module::LvmLv(Box::new(m)), w)),
+            "linux.raid" => linux_raid::Raid::from_params(state).map(|(m, w)| (Module::Raid(Box::new(m)), w)),
             "common.pip.package" => {
-                common_pip_package::PipPackage::from_params(state).map(|(m, w)| (Module::PipPackage(m), w))
+                common_pip_package::PipPackage::from_params(state).map(|(m, w)| (Module::PipPackage(Box::new(m)), w))
             }
-            "common.archive" => common_archive::Archive::from_params(state).map(|(m, w)| (Module::Archive(m), w)),
+            "common.archive" => {
+                common_archive::Archive::from_params(state).map(|(m, w)| (Module::Archive(Box::new(m)), w))
+            }
             "common.virtualenv" => {
-                common_virtualenv::Virtualenv::from_params(state).map(|(m, w)| (Module::Virtualenv(m), w))
+                common_virtualenv::Virtualenv::from_params(state).map(|(m, w)| (Module::Virtualenv(Box::new(m)), w))
             }
             "common.npm.package" => {
-                common_npm_package::NpmPackage::from_params(state).map(|(m, w)| (Module::NpmPackage(m), w))
+                common_npm_package::NpmPackage::from_params(state).map(|(m, w)| (Module::NpmPackage(Box::new(m)), w))
             }
             "common.gem.package" => {
-                common_gem_package::GemPackage::from_params(state).map(|(m, w)| (Module::GemPackage(m), w))
+                common_gem_package::GemPackage::from_params(state).map(|(m, w)| (Module::GemPackage(Box::new(m)), w))
             }
             "linux.apt.package" => {
-                linux_apt_package::AptPackage::from_params(state).map(|(m, w)| (Module::AptPackage(m), w))
+                linux_apt_package::AptPackage::from_params(state).map(|(m, w)| (Module::AptPackage(Box::new(m)), w))
             }
-            "linux.apt.repo" => linux_apt_repo::AptRepo::from_params(state).map(|(m, w)| (Module::AptRepo(m), w)),
-            "linux.apt.ppa" => linux_apt_ppa::AptPpa::from_params(state).map(|(m, w)| (Module::AptPpa(m), w)),
+            "linux.apt.repo" => {
+                linux_apt_repo::AptRepo::from_params(state).map(|(m, w)| (Module::AptRepo(Box::new(m)), w))
+            }
+            "linux.apt.ppa" => linux_apt_ppa::AptPpa::from_params(state).map(|(m, w)| (Module::AptPpa(Box::new(m)), w)),
             "linux.yum.package" => {
-                linux_yum_package::YumPackage::from_params(state).map(|(m, w)| (Module::YumPackage(m), w))
+                linux_yum_package::YumPackage::from_params(state).map(|(m, w)| (Module::YumPackage(Box::new(m)), w))
             }
-            "linux.yum.repo" => linux_yum_repo::YumRepo::from_params(state).map(|(m, w)| (Module::YumRepo(m), w)),
-            "linux.rpm.key" => linux_rpm_key::RpmKey::from_params(state).map(|(m, w)| (Module::RpmKey(m), w)),
-            "linux.user" => linux_user::User::from_params(state).map(|(m, w)| (Module::User(m), w)),
-            "linux.group" => linux_group::Group::from_params(state).map(|(m, w)| (Module::Group(m), w)),
-            "linux.cronjob" => linux_cronjob::Cronjob::from_params(state).map(|(m, w)| (Module::Cronjob(m), w)),
-            "common.timezone" => common_timezone::Timezone::from_params(state).map(|(m, w)| (Module::Timezone(m), w)),
+            "linux.yum.repo" => {
+                linux_yum_repo::YumRepo::from_params(state).map(|(m, w)| (Module::YumRepo(Box::new(m)), w))
+            }
+            "linux.rpm.key" => linux_rpm_key::RpmKey::from_params(state).map(|(m, w)| (Module::RpmKey(Box::new(m)), w)),
+            "linux.user" => linux_user::User::from_params(state).map(|(m, w)| (Module::User(Box::new(m)), w)),
+            "linux.group" => linux_group::Group::from_params(state).map(|(m, w)| (Module::Group(Box::new(m)), w)),
+            "linux.cronjob" => {
+                linux_cronjob::Cronjob::from_params(state).map(|(m, w)| (Module::Cronjob(Box::new(m)), w))
+            }
+            "common.timezone" => {
+                common_timezone::Timezone::from_params(state).map(|(m, w)| (Module::Timezone(Box::new(m)), w))
+            }
             "linux.puppet.apply" => {
-                linux_puppet_apply::PuppetApply::from_params(state).map(|(m, w)| (Module::PuppetApply(m), w))
+                linux_puppet_apply::PuppetApply::from_params(state).map(|(m, w)| (Module::PuppetApply(Box::new(m)), w))
             }
             "linux.puppet.agent" => {
-                linux_puppet_agent::PuppetAgent::from_params(state).map(|(m, w)| (Module::PuppetAgent(m), w))
+                linux_puppet_agent::PuppetAgent::from_params(state).map(|(m, w)| (Module::PuppetAgent(Box::new(m)), w))
             }
             "linux.puppet.run" => {
-                linux_puppet_run::PuppetRun::from_params(state).map(|(m, w)| (Module::PuppetRun(m), w))
+                linux_puppet_run::PuppetRun::from_params(state).map(|(m, w)| (Module::PuppetRun(Box::new(m)), w))
             }
             "linux.chef.client" => {
-                linux_chef_client::ChefClient::from_params(state).map(|(m, w)| (Module::ChefClient(m), w))
+                linux_chef_client::ChefClient::from_params(state).map(|(m, w)| (Module::ChefClient(Box::new(m)), w))
             }
-            "linux.chef.solo" => linux_chef_solo::ChefSolo::from_params(state).map(|(m, w)| (Module::ChefSolo(m), w)),
+            "linux.chef.solo" => {
+                linux_chef_solo::ChefSolo::from_params(state).map(|(m, w)| (Module::ChefSolo(Box::new(m)), w))
+            }
             "linux.mesos.master" => {
-                linux_mesos_master::MesosMaster::from_params(state).map(|(m, w)| (Module::MesosMaster(m), w))
+                linux_mesos_master::MesosMaster::from_params(state).map(|(m, w)| (Module::MesosMaster(Box::new(m)), w))
             }
             "linux.mesos.slave" => {
-                linux_mesos_slave::MesosSlave::from_params(state).map(|(m, w)| (Module::MesosSlave(m), w))
+                linux_mesos_slave::MesosSlave::from_params(state).map(|(m, w)| (Module::MesosSlave(Box::new(m)), w))
             }
             "linux.docker.pulled" => {
-                linux_docker_pulled::Pulled::from_params(state).map(|(m, w)| (Module::DockerPulled(m), w))
+                linux_docker_pulled::Pulled::from_params(state).map(|(m, w)| (Module::DockerPulled(Box::new(m)), w))
             }
             "linux.docker.built" => {
-                linux_docker_built::Built::from_params(state).map(|(m, w)| (Module::DockerBuilt(m), w))
+                linux_docker_built::Built::from_params(state).map(|(m, w)| (Module::DockerBuilt(Box::new(m)), w))
             }
             "linux.docker.running" => {
-                linux_docker_running::Running::from_params(state).map(|(m, w)| (Module::DockerRunning(m), w))
+                linux_docker_running::Running::from_params(state).map(|(m, w)| (Module::DockerRunning(Box::new(m)), w))
             }
             "linux.docker.pushed" => {
-                linux_docker_pushed::Pushed::from_params(state).map(|(m, w)| (Module::DockerPushed(m), w))
+                linux_docker_pushed::Pushed::from_params(state).map(|(m, w)| (Module::DockerPushed(Box::new(m)), w))
             }
             "linux.docker.deploy" => {
-                linux_docker_deploy::Deploy::from_params(state).map(|(m, w)| (Module::DockerDeploy(m), w))
+                linux_docker_deploy::Deploy::from_params(state).map(|(m, w)| (Module::DockerDeploy(Box::new(m)), w))
             }
             id if catalog::is_known_module(id) => Err(vec![crate::not_yet_supported(state)]),
             // The recipe crate rejects unknown ids before we get here.
