@@ -27,9 +27,10 @@ use std::path::{Path, PathBuf};
 
 use opsagent_recipe::{Diagnostic, Kind, ParamReader, State};
 
+use super::linux_file::plan_config_file;
 use crate::ctx::Owner;
 use crate::providers::apt;
-use crate::{diff, fsutil, Action, Change, Ctx, Outcome, Plan, StateError};
+use crate::{fsutil, Ctx, Outcome, Plan, StateError};
 
 /// Where apt reads extra sources files.
 pub const SOURCES_DIR: &str = "/etc/apt/sources.list.d";
@@ -102,51 +103,7 @@ impl AptRepo {
     }
 
     pub fn check(&self, ctx: &Ctx) -> Result<Plan, StateError> {
-        let shown = self.path.display().to_string();
-        let mut plan = Plan::default();
-        let meta = match fs::symlink_metadata(&self.path) {
-            Ok(meta) => Some(meta),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(StateError::io("reading", &self.path)(e)),
-        };
-        let Some(content) = &self.content else {
-            if meta.is_some() {
-                plan.changes.push(Change::new(Action::Remove, &shown, ""));
-            }
-            return Ok(plan);
-        };
-        let Some(meta) = meta else {
-            plan.changes.push(Change::new(
-                Action::Create,
-                &shown,
-                format!("{} bytes, mode {SOURCES_MODE:04o}", content.len()),
-            ));
-            if !ctx.sensitive {
-                plan.diff = Some(diff::unified(&shown, b"", content.as_bytes()));
-            }
-            return Ok(plan);
-        };
-        if !meta.is_file() {
-            return Err(StateError::Conflict {
-                path: self.path.clone(),
-                problem: "exists and is not a regular file; remove it or choose another name".into(),
-            });
-        }
-        let current = fs::read(&self.path).map_err(StateError::io("reading", &self.path))?;
-        if current != content.as_bytes() {
-            plan.changes.push(Change::new(
-                Action::Update,
-                &shown,
-                format!("content, {} -> {} bytes", current.len(), content.len()),
-            ));
-            if !ctx.sensitive {
-                plan.diff = Some(diff::unified(&shown, &current, content.as_bytes()));
-            }
-        } else if fsutil::mode_of(&meta) != SOURCES_MODE {
-            let mode = fsutil::mode_of(&meta);
-            plan.changes.push(Change::new(Action::Chmod, &shown, format!("{mode:04o} -> {SOURCES_MODE:04o}")));
-        }
-        Ok(plan)
+        plan_config_file(ctx, &self.path, self.content.as_deref(), SOURCES_MODE)
     }
 
     pub fn apply(&self, ctx: &Ctx, plan: Plan) -> Result<Outcome, StateError> {

@@ -332,3 +332,49 @@ pub(crate) fn apply_attribute_changes(
     }
     Ok(())
 }
+
+/// The plan for a configuration file the agent owns whole (a repository file): `content` at `mode`
+/// (root's), or no file when `content` is `None`. Shows a diff unless the state is sensitive.
+pub(crate) fn plan_config_file(ctx: &Ctx, path: &Path, content: Option<&str>, mode: u32) -> Result<Plan, StateError> {
+    let shown = path.display().to_string();
+    let mut plan = Plan::default();
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => Some(meta),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(StateError::io("reading", path)(e)),
+    };
+    let Some(content) = content else {
+        if meta.is_some() {
+            plan.changes.push(Change::new(Action::Remove, &shown, ""));
+        }
+        return Ok(plan);
+    };
+    let Some(meta) = meta else {
+        plan.changes.push(Change::new(Action::Create, &shown, format!("{} bytes, mode {mode:04o}", content.len())));
+        if !ctx.sensitive {
+            plan.diff = Some(diff::unified(&shown, b"", content.as_bytes()));
+        }
+        return Ok(plan);
+    };
+    if !meta.is_file() {
+        return Err(StateError::Conflict {
+            path: path.to_path_buf(),
+            problem: "exists and is not a regular file; remove it or choose another name".into(),
+        });
+    }
+    let current = fs::read(path).map_err(StateError::io("reading", path))?;
+    if current != content.as_bytes() {
+        plan.changes.push(Change::new(
+            Action::Update,
+            &shown,
+            format!("content, {} -> {} bytes", current.len(), content.len()),
+        ));
+        if !ctx.sensitive {
+            plan.diff = Some(diff::unified(&shown, &current, content.as_bytes()));
+        }
+    } else if fsutil::mode_of(&meta) != mode {
+        let current = fsutil::mode_of(&meta);
+        plan.changes.push(Change::new(Action::Chmod, &shown, format!("{current:04o} -> {mode:04o}")));
+    }
+    Ok(plan)
+}

@@ -53,8 +53,8 @@ use std::path::PathBuf;
 use opsagent_recipe::{Diagnostic, Kind, ParamReader, State};
 
 use super::linux_lvm_pv::{choice, device_list, size, text, yes_no};
-use super::linux_lvm_vg::{vg_name, Command, ALLOCATION};
-use crate::providers::lvm::{self, human, Activation, Collected, NO_DEVICE_MAPPER};
+use super::linux_lvm_vg::{plan_of, run_all, vg_name, Command, ALLOCATION};
+use crate::providers::lvm::{self, human, Activation, NO_DEVICE_MAPPER};
 use crate::{Action, Ctx, Outcome, Plan, StateError};
 
 const PARAMS: &[&str] = &[
@@ -246,8 +246,7 @@ impl Lv {
     }
 
     pub async fn check(&self, ctx: &Ctx) -> Result<Plan, StateError> {
-        let commands = self.commands(ctx, true).await?;
-        Ok(Plan { changes: commands.into_iter().map(|c| c.change).collect(), diff: None })
+        Ok(plan_of(self.commands(ctx, true).await?))
     }
 
     /// Looks again (the machine may have changed since `check`) and runs what is needed.
@@ -255,13 +254,7 @@ impl Lv {
         if plan.is_empty() {
             return Ok(plan.into());
         }
-        let mut out = Collected::default();
-        let mut done = Vec::new();
-        for command in self.commands(ctx, false).await? {
-            out.keep(lvm::tool(ctx, command.program, &command.args).await?);
-            done.push(command.change);
-        }
-        Ok(out.into_outcome(ctx, Outcome { changes: done, ..Outcome::default() }))
+        run_all(ctx, self.commands(ctx, false).await?).await
     }
 
     /// What must run. When `planning`, a missing volume group is planned as an earlier state's

@@ -121,8 +121,7 @@ impl Vg {
     }
 
     pub async fn check(&self, ctx: &Ctx) -> Result<Plan, StateError> {
-        let commands = self.commands(ctx).await?;
-        Ok(Plan { changes: commands.into_iter().map(|c| c.change).collect(), diff: None })
+        Ok(plan_of(self.commands(ctx).await?))
     }
 
     /// Looks again (the machine may have changed since `check`) and runs what is needed.
@@ -130,13 +129,7 @@ impl Vg {
         if plan.is_empty() {
             return Ok(plan.into());
         }
-        let mut out = Collected::default();
-        let mut done = Vec::new();
-        for command in self.commands(ctx).await? {
-            out.keep(lvm::tool(ctx, command.program, &command.args).await?);
-            done.push(command.change);
-        }
-        Ok(out.into_outcome(ctx, Outcome { changes: done, ..Outcome::default() }))
+        run_all(ctx, self.commands(ctx).await?).await
     }
 
     async fn commands(&self, ctx: &Ctx) -> Result<Vec<Command>, StateError> {
@@ -216,6 +209,22 @@ impl Vg {
     fn autobackup_args(&self) -> Vec<String> {
         self.autobackup.map(|b| vec!["--autobackup".into(), yes_no(b)]).unwrap_or_default()
     }
+}
+
+/// The plan of the commands `check` found: one change each.
+pub(super) fn plan_of(commands: Vec<Command>) -> Plan {
+    Plan { changes: commands.into_iter().map(|c| c.change).collect(), diff: None }
+}
+
+/// Runs the commands in order (the first failure stops), keeping their output.
+pub(super) async fn run_all(ctx: &Ctx, commands: Vec<Command>) -> Result<Outcome, StateError> {
+    let mut out = Collected::default();
+    let mut done = Vec::new();
+    for command in commands {
+        out.keep(lvm::tool(ctx, command.program, &command.args).await?);
+        done.push(command.change);
+    }
+    Ok(out.into_outcome(ctx, Outcome { changes: done, ..Outcome::default() }))
 }
 
 /// One lvm command and the change it makes (its detail is the command line).

@@ -34,10 +34,10 @@ use opsagent_recipe::{Diagnostic, Kind, ParamReader, State};
 
 use super::linux_file::absolute_path;
 use super::linux_lvm_pv::device_list;
-use super::linux_lvm_vg::Command;
+use super::linux_lvm_vg::{plan_of, run_all, Command};
 use super::linux_mkfs::probe;
 use crate::process::Termination;
-use crate::providers::lvm::{self, Collected};
+use crate::providers::lvm;
 use crate::{Action, Ctx, Outcome, Plan, StateError};
 
 /// The kernel's list of md arrays: missing when the md driver is not there.
@@ -126,8 +126,7 @@ impl Raid {
     }
 
     pub async fn check(&self, ctx: &Ctx) -> Result<Plan, StateError> {
-        let commands = self.commands(ctx).await?;
-        Ok(Plan { changes: commands.into_iter().map(|c| c.change).collect(), diff: None })
+        Ok(plan_of(self.commands(ctx).await?))
     }
 
     /// Looks again (the machine may have changed since `check`) and runs what is needed.
@@ -135,13 +134,7 @@ impl Raid {
         if plan.is_empty() {
             return Ok(plan.into());
         }
-        let mut out = Collected::default();
-        let mut done = Vec::new();
-        for command in self.commands(ctx).await? {
-            out.keep(lvm::tool(ctx, command.program, &command.args).await?);
-            done.push(command.change);
-        }
-        Ok(out.into_outcome(ctx, Outcome { changes: done, ..Outcome::default() }))
+        run_all(ctx, self.commands(ctx).await?).await
     }
 
     async fn commands(&self, ctx: &Ctx) -> Result<Vec<Command>, StateError> {

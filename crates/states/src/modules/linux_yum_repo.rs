@@ -42,11 +42,12 @@ use std::path::{Path, PathBuf};
 
 use opsagent_recipe::{Diagnostic, Kind, ParamReader, State};
 
+use super::linux_file::plan_config_file;
 use crate::ctx::Owner;
 use crate::fetch;
 use crate::process::Tail;
 use crate::providers::yum;
-use crate::{diff, fsutil, Action, Change, Ctx, Outcome, Plan, StateError};
+use crate::{fsutil, Action, Change, Ctx, Outcome, Plan, StateError};
 
 /// Where dnf and yum read repository files.
 pub const REPOS_DIR: &str = "/etc/yum.repos.d";
@@ -202,51 +203,7 @@ impl YumRepo {
 
     /// The plan for the repository file: `content`, or no file.
     fn check_file(&self, ctx: &Ctx, content: Option<&String>) -> Result<Plan, StateError> {
-        let shown = self.path.display().to_string();
-        let mut plan = Plan::default();
-        let meta = match fs::symlink_metadata(&self.path) {
-            Ok(meta) => Some(meta),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(StateError::io("reading", &self.path)(e)),
-        };
-        let Some(content) = content else {
-            if meta.is_some() {
-                plan.changes.push(Change::new(Action::Remove, &shown, ""));
-            }
-            return Ok(plan);
-        };
-        let Some(meta) = meta else {
-            plan.changes.push(Change::new(
-                Action::Create,
-                &shown,
-                format!("{} bytes, mode {REPO_MODE:04o}", content.len()),
-            ));
-            if !ctx.sensitive {
-                plan.diff = Some(diff::unified(&shown, b"", content.as_bytes()));
-            }
-            return Ok(plan);
-        };
-        if !meta.is_file() {
-            return Err(StateError::Conflict {
-                path: self.path.clone(),
-                problem: "exists and is not a regular file; remove it or choose another name".into(),
-            });
-        }
-        let current = fs::read(&self.path).map_err(StateError::io("reading", &self.path))?;
-        if current != content.as_bytes() {
-            plan.changes.push(Change::new(
-                Action::Update,
-                &shown,
-                format!("content, {} -> {} bytes", current.len(), content.len()),
-            ));
-            if !ctx.sensitive {
-                plan.diff = Some(diff::unified(&shown, &current, content.as_bytes()));
-            }
-        } else if fsutil::mode_of(&meta) != REPO_MODE {
-            let mode = fsutil::mode_of(&meta);
-            plan.changes.push(Change::new(Action::Chmod, &shown, format!("{mode:04o} -> {REPO_MODE:04o}")));
-        }
-        Ok(plan)
+        plan_config_file(ctx, &self.path, content.map(String::as_str), REPO_MODE)
     }
 }
 
