@@ -1,5 +1,6 @@
 //! Remote sources over real HTTP and HTTPS on 127.0.0.1: `linux.file` `remote_uri` and
-//! `common.archive` from a URL — downloaded, verified, cached and revalidated once per round.
+//! `common.archive` from a URL — downloaded, verified, cached and revalidated once per round,
+//! directly or through a forward proxy the test runs.
 
 mod common;
 #[path = "common/http.rs"]
@@ -14,7 +15,9 @@ use http_server::{Send, Server};
 fn apply(s: &Scratch, recipe: &Path, extra: &[&str], env: &[(&str, &Path)]) -> Run {
     let mut cmd = Command::new(common::bin());
     cmd.arg("apply").arg(recipe).args(extra).arg("--state-dir").arg(s.path("state")).env("NO_COLOR", "1");
-    cmd.env_remove("SSL_CERT_FILE");
+    for var in ["SSL_CERT_FILE", "http_proxy", "https_proxy", "HTTPS_PROXY", "no_proxy", "NO_PROXY"] {
+        cmd.env_remove(var);
+    }
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -278,4 +281,57 @@ fn bad_remote_parameters_are_refused_by_validate() {
     ] {
         assert!(out.contains(expected), "missing `{expected}` in:\n{out}");
     }
+}
+
+#[test]
+fn downloads_go_through_the_proxy_the_environment_names() {
+    let s = Scratch::new();
+    let proxy = http_server::Proxy::start();
+    let plain = Server::start(None);
+    plain.put("app.conf", b"via = proxy\n", Send::Length);
+    let proxy_url = std::path::PathBuf::from(proxy.url());
+
+    // Plain HTTP: the whole URL goes to the proxy.
+    let recipe = file_recipe(&s, &plain.url("app.conf"), "");
+    let run = apply(&s, &recipe, &["--json"], &[("http_proxy", &proxy_url)]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(std::fs::read(s.path("out/app.conf")).unwrap(), b"via = proxy\n");
+    let seen = proxy.take_seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].0, format!("GET {} HTTP/1.1", plain.url("app.conf")));
+
+    // HTTPS: a CONNECT tunnel (TLS stays end to end, still verified), with the proxy's credentials.
+    let (ca, tls) = http_server::make_tls(s.dir.path());
+    let secure = Server::start(Some(tls));
+    secure.put("app.conf", b"via = tunnel\n", Send::Length);
+    let recipe = file_recipe(&s, &secure.url("app.conf"), "");
+    let with_credentials = std::path::PathBuf::from(format!("http://ops:s3cret@127.0.0.1:{}", proxy.port));
+    let env = [("SSL_CERT_FILE", ca.as_path()), ("https_proxy", with_credentials.as_path())];
+    let run = apply(&s, &recipe, &["--json"], &env);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(std::fs::read(s.path("out/app.conf")).unwrap(), b"via = tunnel\n");
+    let seen = proxy.take_seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].0, format!("CONNECT 127.0.0.1:{} HTTP/1.1", secure.port));
+    assert_eq!(seen[0].1.as_deref(), Some("Basic b3BzOnMzY3JldA=="));
+
+    // no_proxy: straight to the server.
+    secure.put("app.conf", b"direct\n", Send::Length);
+    let no_proxy = std::path::PathBuf::from("example.com,127.0.0.1");
+    let env = [("SSL_CERT_FILE", ca.as_path()), ("https_proxy", with_credentials.as_path()), ("no_proxy", &no_proxy)];
+    assert_eq!(apply(&s, &recipe, &["--json"], &env).code, 0);
+    assert_eq!(std::fs::read(s.path("out/app.conf")).unwrap(), b"direct\n");
+    assert!(proxy.take_seen().is_empty());
+
+    // A proxy that refuses: one line naming the proxy and its answer; credentials never shown.
+    proxy.refuse.store(true, std::sync::atomic::Ordering::Relaxed);
+    secure.put("app.conf", b"refused\n", Send::Length);
+    let env = [("SSL_CERT_FILE", ca.as_path()), ("https_proxy", with_credentials.as_path())];
+    let run = apply(&s, &recipe, &["--json", "--retries", "0"], &env);
+    assert_eq!(run.code, 1);
+    let comment = state(&run)["comment"].as_str().unwrap().to_string();
+    assert!(comment.contains(&format!("the proxy 127.0.0.1:{} refused the tunnel", proxy.port)), "{comment}");
+    assert!(comment.contains("407"), "{comment}");
+    assert!(!run.stdout.contains("s3cret") && !run.stderr.contains("s3cret"));
+    assert_eq!(std::fs::read(s.path("out/app.conf")).unwrap(), b"direct\n");
 }

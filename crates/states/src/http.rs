@@ -6,7 +6,9 @@
 //!
 //! Hand-written on purpose: the agent already links rustls, tokio-rustls and httparse (through its
 //! WebSocket client), so downloads cost no new crate, where an HTTP client library would bring its
-//! own stack. What it leaves out: proxies, compression, HTTP/2, credentials in the URL.
+//! own stack. Proxies come from the environment as curl reads it (`https_proxy`, `http_proxy`,
+//! `no_proxy`; https through a `CONNECT` tunnel, so TLS stays end to end). What it leaves out:
+//! compression, HTTP/2, credentials in the URL.
 
 use std::fmt;
 use std::io::Write;
@@ -198,11 +200,20 @@ fn join(base: &str, location: &str) -> Result<String, HttpError> {
 async fn get_once(get: &Get<'_>, url: &str, dest: &Path) -> Result<Step, HttpError> {
     let parts = parse_url(url)?;
     let shown = redact(url);
-    let tcp = timeout(STALL, tokio::net::TcpStream::connect((parts.host.as_str(), parts.port)))
+    let proxy = proxy_for(&parts)?;
+    let (connect_to, connect_port) = match &proxy {
+        Some(p) => (p.host.as_str(), p.port),
+        None => (parts.host.as_str(), parts.port),
+    };
+    let via = proxy.as_ref().map(|p| format!(" through the proxy {}:{}", p.host, p.port)).unwrap_or_default();
+    let mut tcp = timeout(STALL, tokio::net::TcpStream::connect((connect_to, connect_port)))
         .await
-        .map_err(|_| HttpError(format!("connecting to {} timed out", parts.authority)))?
-        .map_err(|e| HttpError(format!("connecting to {}: {e}", parts.authority)))?;
+        .map_err(|_| HttpError(format!("connecting to {}{via} timed out", parts.authority)))?
+        .map_err(|e| HttpError(format!("connecting to {}{via}: {e}", parts.authority)))?;
     if parts.https {
+        if let Some(proxy) = &proxy {
+            tunnel(&mut tcp, proxy, &parts).await?;
+        }
         let name = rustls_pki_types::ServerName::try_from(parts.host.clone())
             .map_err(|_| HttpError(format!("`{}` is not a valid TLS server name", parts.host)))?;
         let connector = tokio_rustls::TlsConnector::from(get.tls.clone());
@@ -210,23 +221,148 @@ async fn get_once(get: &Get<'_>, url: &str, dest: &Path) -> Result<Step, HttpErr
             .await
             .map_err(|_| HttpError(format!("the TLS handshake with {} timed out", parts.authority)))?
             .map_err(|e| HttpError(format!("TLS with {}: {e}", parts.authority)))?;
-        exchange(get, &parts, &shown, stream, dest).await
+        exchange(get, &parts, &shown, None, stream, dest).await
     } else {
-        exchange(get, &parts, &shown, tcp, dest).await
+        // Through a proxy, plain HTTP asks for the whole URL (absolute form).
+        let forward = proxy.as_ref().map(|p| (url.split('#').next().unwrap_or(url), p.authorization.as_deref()));
+        exchange(get, &parts, &shown, forward, tcp, dest).await
     }
 }
 
+/// An HTTP proxy from the environment.
+#[derive(Debug, PartialEq, Eq)]
+struct Proxy {
+    host: String,
+    port: u16,
+    /// `Proxy-Authorization` for credentials in the proxy URL.
+    authorization: Option<String>,
+}
+
+/// The proxy for `parts`, as curl reads the environment: `https_proxy`/`HTTPS_PROXY` for https,
+/// `http_proxy` for http (not `HTTP_PROXY`, which CGI environments can set from a request header),
+/// and `no_proxy`/`NO_PROXY` (comma-separated hosts or domain suffixes, `*` for all).
+fn proxy_for(parts: &Parts<'_>) -> Result<Option<Proxy>, HttpError> {
+    let var = |names: &[&str]| names.iter().find_map(|n| std::env::var(n).ok()).filter(|v| !v.trim().is_empty());
+    let setting = if parts.https { var(&["https_proxy", "HTTPS_PROXY"]) } else { var(&["http_proxy"]) };
+    let Some(setting) = setting else { return Ok(None) };
+    if let Some(no_proxy) = var(&["no_proxy", "NO_PROXY"]) {
+        let host = parts.host.to_ascii_lowercase();
+        let skip = no_proxy
+            .split(',')
+            .map(|e| e.trim().trim_start_matches('.').to_ascii_lowercase())
+            .any(|e| e == "*" || (!e.is_empty() && (host == e || host.ends_with(&format!(".{e}")))));
+        if skip {
+            return Ok(None);
+        }
+    }
+    let text = setting.trim();
+    let with_scheme = if text.contains("://") { text.to_string() } else { format!("http://{text}") };
+    let Some(rest) = with_scheme.strip_prefix("http://") else {
+        return Err(HttpError(format!("the proxy `{}` is not an http:// proxy", redact_credentials(text))));
+    };
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let (credentials, address) = match authority.rsplit_once('@') {
+        Some((credentials, address)) => (Some(credentials), address),
+        None => (None, authority),
+    };
+    let address = format!("http://{address}/");
+    let proxy = parse_url(&address)
+        .map_err(|_| HttpError(format!("the proxy `{}` is not host:port", redact_credentials(text))))?;
+    Ok(Some(Proxy {
+        host: proxy.host,
+        port: proxy.port,
+        authorization: credentials.map(|c| format!("Basic {}", base64(c.as_bytes()))),
+    }))
+}
+
+/// A proxy setting as shown in messages: its credentials hidden.
+fn redact_credentials(proxy: &str) -> String {
+    match proxy.rsplit_once('@') {
+        Some((before, after)) => {
+            let scheme = before.split_once("://").map(|(s, _)| format!("{s}://")).unwrap_or_default();
+            format!("{scheme}…@{after}")
+        }
+        None => proxy.to_string(),
+    }
+}
+
+/// Asks the proxy for a tunnel to the URL's host (`CONNECT`); on success `tcp` carries it.
+async fn tunnel(tcp: &mut tokio::net::TcpStream, proxy: &Proxy, parts: &Parts<'_>) -> Result<(), HttpError> {
+    let target = format!(
+        "{}:{}",
+        if parts.host.contains(':') { format!("[{}]", parts.host) } else { parts.host.clone() },
+        parts.port
+    );
+    let mut request = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
+    if let Some(auth) = &proxy.authorization {
+        request.push_str(&format!("Proxy-Authorization: {auth}\r\n"));
+    }
+    request.push_str("\r\n");
+    let failed = |e: std::io::Error| HttpError(format!("the proxy {}:{}: {e}", proxy.host, proxy.port));
+    tcp.write_all(request.as_bytes()).await.map_err(failed)?;
+    // Read the proxy's answer byte by byte: nothing of the tunnel's own traffic may be consumed.
+    let mut head = Vec::with_capacity(256);
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = timeout(STALL, tcp.read(&mut byte))
+            .await
+            .map_err(|_| HttpError(format!("the proxy {}:{} stopped answering", proxy.host, proxy.port)))?
+            .map_err(failed)?;
+        if n == 0 || head.len() > MAX_HEAD {
+            return Err(HttpError(format!("the proxy {}:{} closed the tunnel request", proxy.host, proxy.port)));
+        }
+        head.push(byte[0]);
+    }
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut response = httparse::Response::new(&mut headers);
+    let _ = response.parse(&head);
+    match response.code {
+        Some(200..=299) => Ok(()),
+        Some(code) => Err(HttpError(format!(
+            "the proxy {}:{} refused the tunnel to {target}: {code} {}",
+            proxy.host,
+            proxy.port,
+            response.reason.unwrap_or("")
+        ))),
+        None => Err(HttpError(format!("the proxy {}:{} did not answer in HTTP", proxy.host, proxy.port))),
+    }
+}
+
+/// Standard base64 with padding.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Sends the GET and reads the answer. `forward` is set when a proxy is asked for a plain-HTTP URL:
+/// the whole URL is the request target, with the proxy's credentials.
 async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     get: &Get<'_>,
     parts: &Parts<'_>,
     shown: &str,
+    forward: Option<(&str, Option<&str>)>,
     mut stream: S,
     dest: &Path,
 ) -> Result<Step, HttpError> {
+    let target = forward.map_or(parts.target, |(url, _)| url);
     let mut request = format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: {}\r\nAccept: */*\r\nAccept-Encoding: identity\r\nConnection: close\r\n",
-        parts.target, parts.authority, get.agent
+        "GET {target} HTTP/1.1\r\nHost: {}\r\nUser-Agent: {}\r\nAccept: */*\r\nAccept-Encoding: identity\r\nConnection: close\r\n",
+        parts.authority, get.agent
     );
+    if let Some((_, Some(auth))) = forward {
+        request.push_str(&format!("Proxy-Authorization: {auth}\r\n"));
+    }
     if let Some(etag) = get.if_none_match {
         request.push_str(&format!("If-None-Match: {etag}\r\n"));
     }
@@ -411,5 +547,15 @@ mod tests {
         assert_eq!(join("https://h/a/b", "//g/x").unwrap(), "https://g/x");
         assert_eq!(join("https://h/a/b", "http://g/x").unwrap(), "http://g/x");
         assert_eq!(redact("https://h/x?X-Amz-Signature=s"), "https://h/x?…");
+    }
+
+    #[test]
+    fn proxy_credentials_are_encoded_and_hidden() {
+        assert_eq!(base64(b"user:pass"), "dXNlcjpwYXNz");
+        assert_eq!(base64(b"a"), "YQ==");
+        assert_eq!(base64(b"ab"), "YWI=");
+        assert_eq!(base64(b""), "");
+        assert_eq!(redact_credentials("http://me:secret@proxy:3128"), "http://…@proxy:3128");
+        assert_eq!(redact_credentials("proxy:3128"), "proxy:3128");
     }
 }

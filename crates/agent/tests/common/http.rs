@@ -189,3 +189,114 @@ fn serve<S: Read + Write>(stream: &mut S, files: &Mutex<Files>, hits: &Mutex<Vec
     let _ = stream.flush();
     hits.lock().unwrap().push(Hit { path, status, if_none_match });
 }
+
+/// A request line a proxy saw, with its `Proxy-Authorization`.
+pub type Seen = (String, Option<String>);
+
+/// A forward HTTP proxy on 127.0.0.1: `CONNECT` tunnels and absolute-form GETs, each request line
+/// recorded with its `Proxy-Authorization`; `refuse` makes it answer 407 to everything.
+pub struct Proxy {
+    pub port: u16,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    pub refuse: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Proxy {
+    pub fn start() -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let proxy = Proxy {
+            port: listener.local_addr().unwrap().port(),
+            seen: Arc::default(),
+            refuse: Arc::default(),
+            stop: Arc::default(),
+        };
+        let (seen, refuse, stop) = (proxy.seen.clone(), proxy.refuse.clone(), proxy.stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        stream.set_nonblocking(false).unwrap();
+                        let (seen, refuse) = (seen.clone(), refuse.clone());
+                        std::thread::spawn(move || forward(stream, &seen, refuse.load(Ordering::Relaxed)));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        proxy
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The request lines since the last call, with their `Proxy-Authorization`.
+    pub fn take_seen(&self) -> Vec<Seen> {
+        std::mem::take(&mut *self.seen.lock().unwrap())
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn forward(mut client: std::net::TcpStream, seen: &Mutex<Vec<Seen>>, refuse: bool) {
+    let mut reader = BufReader::new(client.try_clone().unwrap());
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+        return;
+    }
+    let mut headers = Vec::new();
+    let mut auth = None;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            if name.eq_ignore_ascii_case("proxy-authorization") {
+                auth = Some(value.trim().to_string());
+                continue;
+            }
+        }
+        headers.push(line);
+    }
+    seen.lock().unwrap().push((request_line.trim().to_string(), auth));
+    if refuse {
+        let _ = client.write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n");
+        return;
+    }
+    let mut words = request_line.split_whitespace();
+    let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    if method == "CONNECT" {
+        let Ok(upstream) = std::net::TcpStream::connect(target) else {
+            let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n");
+            return;
+        };
+        let _ = client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n");
+        let (mut up_read, mut up_write) = (upstream.try_clone().unwrap(), upstream);
+        let mut client_write = client.try_clone().unwrap();
+        let to_server = std::thread::spawn(move || {
+            let _ = std::io::copy(&mut reader, &mut up_write);
+            let _ = up_write.shutdown(std::net::Shutdown::Write);
+        });
+        let _ = std::io::copy(&mut up_read, &mut client_write);
+        let _ = client_write.shutdown(std::net::Shutdown::Write);
+        let _ = to_server.join();
+    } else {
+        // `GET http://host:port/path`: ask the origin for `/path`.
+        let rest = target.strip_prefix("http://").unwrap_or(target);
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let Ok(mut upstream) = std::net::TcpStream::connect(authority) else { return };
+        let _ = write!(upstream, "{method} {} HTTP/1.1\r\n", if path.is_empty() { "/" } else { path });
+        for h in &headers {
+            let _ = upstream.write_all(h.as_bytes());
+        }
+        let _ = upstream.write_all(b"\r\n");
+        let _ = std::io::copy(&mut upstream, &mut client);
+    }
+}
