@@ -506,7 +506,7 @@ impl AuthDir {
         let guard = AuthDir(dir);
         let key =
             if registry == "docker.io" { "https://index.docker.io/v1/".to_string() } else { registry.to_string() };
-        let auth = base64(format!("{}:{}", creds.username, creds.password).as_bytes());
+        let auth = crate::http::base64(format!("{}:{}", creds.username, creds.password).as_bytes());
         let config = serde_json::json!({ "auths": { key: { "auth": auth } } }).to_string();
         let file = guard.0.join("config.json");
         fsutil::write_atomic(&file, config.as_bytes(), 0o600, Owner::default())
@@ -519,23 +519,6 @@ impl Drop for AuthDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// Pulls `reference` (with `creds` for its registry, if given).
@@ -570,14 +553,6 @@ pub fn files_dir(state_dir: &Path, container: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_matches_the_standard_alphabet() {
-        assert_eq!(base64(b"user:pass"), "dXNlcjpwYXNz");
-        assert_eq!(base64(b"a"), "YQ==");
-        assert_eq!(base64(b"ab"), "YWI=");
-        assert_eq!(base64(b""), "");
-    }
 
     #[test]
     fn registries_and_cidrs() {
