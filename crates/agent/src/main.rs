@@ -211,16 +211,17 @@ fn watchdog(config_path: &std::path::Path) -> ExitCode {
     }
 }
 
-/// Logs to stderr; `OPSAGENT_LOG` takes `RUST_LOG` syntax (default `info`).
+/// Logs to stderr; `OPSAGENT_LOG` takes `RUST_LOG` syntax (default `info`), and
+/// `OPSAGENT_LOG_FORMAT=json` writes one JSON object a line (for log shippers).
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("OPSAGENT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .try_init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var("OPSAGENT_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
+        let _ = builder.json().with_current_span(true).with_span_list(false).try_init();
+    } else {
+        let _ = builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).with_target(false).try_init();
+    }
 }
 
 /// `opsagent validate`: 0 all valid, 1 some invalid, 2 some unreadable.

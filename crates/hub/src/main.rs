@@ -118,7 +118,8 @@ async fn wait_for_signal() {
 const QUIET_TARGETS: &[&str] =
     &["hyper=info", "hyper_util=info", "h2=info", "tungstenite=info", "tokio_tungstenite=info", "axum_server=info"];
 
-/// Logs to stderr; `OPSAGENT_LOG` takes `RUST_LOG` syntax (default `info`).
+/// Logs to stderr; `OPSAGENT_LOG` takes `RUST_LOG` syntax (default `info`), and
+/// `OPSAGENT_LOG_FORMAT=json` writes one JSON object a line (for log shippers).
 fn init_tracing() {
     let mut filter = tracing_subscriber::EnvFilter::try_from_env("OPSAGENT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -129,5 +130,10 @@ fn init_tracing() {
             filter = filter.add_directive(directive);
         }
     }
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var("OPSAGENT_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
+        let _ = builder.json().with_current_span(true).with_span_list(false).try_init();
+    } else {
+        let _ = builder.try_init();
+    }
 }
