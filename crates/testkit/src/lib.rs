@@ -85,13 +85,27 @@ pub struct Hub {
     /// Certificate chain, key, and the CA the CLI trusts.
     pub tls: Option<(PathBuf, PathBuf, PathBuf)>,
     log: PathBuf,
+    /// Extra environment of the hub process.
+    env: Vec<(String, String)>,
 }
 
 impl Hub {
     /// Starts a hub on a free loopback port, with its data in `dir`.
     pub fn start(dir: &Path) -> Hub {
+        Hub::start_with_env(dir, &[])
+    }
+
+    /// Like [`Hub::start`], with extra environment variables for the hub process.
+    pub fn start_with_env(dir: &Path, env: &[(&str, &str)]) -> Hub {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("an address");
-        let mut hub = Hub { child: None, addr, data_dir: dir.join("hub-data"), tls: None, log: dir.join("hub.log") };
+        let mut hub = Hub {
+            child: None,
+            addr,
+            data_dir: dir.join("hub-data"),
+            tls: None,
+            log: dir.join("hub.log"),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        };
         hub.spawn();
         hub
     }
@@ -106,6 +120,7 @@ impl Hub {
             data_dir: dir.join("hub-data"),
             tls: Some((cert.to_path_buf(), key.to_path_buf(), ca.to_path_buf())),
             log: dir.join("hub.log"),
+            env: Vec::new(),
         };
         hub.spawn();
         hub
@@ -120,6 +135,7 @@ impl Hub {
         }
         let child = cmd
             .env("OPSAGENT_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env_remove("OPSAGENT_HUB_TOKEN")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("hub log"))
@@ -243,18 +259,26 @@ pub struct Agent {
     pub config: PathBuf,
     pub state_dir: PathBuf,
     pub log: PathBuf,
+    /// Extra environment of the agent process.
+    env: Vec<(String, String)>,
 }
 
 impl Agent {
     /// Writes `config_snippet` plus test settings into `dir` and starts the agent there.
     pub fn start(dir: &Path, config_snippet: &str, extra: &str) -> Agent {
+        Agent::start_with_env(dir, config_snippet, extra, &[])
+    }
+
+    /// Like [`Agent::start`], with extra environment variables for the agent process.
+    pub fn start_with_env(dir: &Path, config_snippet: &str, extra: &str, env: &[(&str, &str)]) -> Agent {
         std::fs::create_dir_all(dir).expect("agent dir");
         let state_dir = dir.join("state");
         let config = dir.join("opsagent.conf");
         let text = format!("{config_snippet}\nstate_dir = \"{}\"\n{extra}\n", state_dir.display());
         std::fs::write(&config, text).expect("agent config");
         std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
-        let mut agent = Agent { child: None, config, state_dir, log: dir.join("agent.log") };
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut agent = Agent { child: None, config, state_dir, log: dir.join("agent.log"), env };
         agent.spawn();
         agent
     }
@@ -266,6 +290,7 @@ impl Agent {
             .arg("--config")
             .arg(&self.config)
             .env("OPSAGENT_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("agent log"))
             .stderr(log)

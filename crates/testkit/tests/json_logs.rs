@@ -1,5 +1,5 @@
 //! `OPSAGENT_LOG_FORMAT=json`: the hub and the agent daemon write one JSON object a line, for log
-//! shippers. (A test binary of its own: it sets the variable for every process it starts.)
+//! shippers.
 
 use std::time::Duration;
 
@@ -7,13 +7,12 @@ use opsagent_testkit::{recipe, scratch, wait_until, Agent, Hub, FAST_AGENT};
 
 #[test]
 fn hub_and_agent_logs_are_json_lines_when_asked() {
-    // Set before this binary's only test starts any other thread or process.
-    std::env::set_var("OPSAGENT_LOG_FORMAT", "json");
+    let json = [("OPSAGENT_LOG_FORMAT", "json")];
     let dir = scratch();
-    let hub = Hub::start(dir.path());
+    let hub = Hub::start_with_env(dir.path(), &json);
     hub.create_app("shop");
     let config = hub.add_instance("shop", "web-1");
-    let agent = Agent::start(&dir.path().join("web-1"), &config, &format!("{FAST_AGENT}\n"));
+    let agent = Agent::start_with_env(&dir.path().join("web-1"), &config, &format!("{FAST_AGENT}\n"), &json);
     let file =
         recipe(dir.path(), "r.yaml", "states:\n  - {id: hello, module: linux.cmd, parameter: {cmd: \"true\"}}\n");
     hub.push("shop", &file);
