@@ -229,6 +229,32 @@ async fn get_once(get: &Get<'_>, url: &str, dest: &Path) -> Result<Step, HttpErr
     }
 }
 
+/// A TCP connection to the host of `url` (`http(s)://`, or `ws(s)://` for the hub), through a
+/// `CONNECT` tunnel when the environment names a proxy for it (`wss` as `https`, `ws` as `http`):
+/// the caller speaks TLS and its protocol over it end to end.
+pub async fn connect(url: &str) -> Result<tokio::net::TcpStream, HttpError> {
+    let http_url = match url.split_once("://") {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("wss") => format!("https://{rest}"),
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("ws") => format!("http://{rest}"),
+        _ => url.to_string(),
+    };
+    let parts = parse_url(&http_url)?;
+    let proxy = proxy_for(&parts)?;
+    let (host, port) = match &proxy {
+        Some(p) => (p.host.as_str(), p.port),
+        None => (parts.host.as_str(), parts.port),
+    };
+    let via = proxy.as_ref().map(|p| format!(" through the proxy {}:{}", p.host, p.port)).unwrap_or_default();
+    let mut tcp = timeout(STALL, tokio::net::TcpStream::connect((host, port)))
+        .await
+        .map_err(|_| HttpError(format!("connecting to {}{via} timed out", parts.authority)))?
+        .map_err(|e| HttpError(format!("connecting to {}{via}: {e}", parts.authority)))?;
+    if let Some(proxy) = &proxy {
+        tunnel(&mut tcp, proxy, &parts).await?;
+    }
+    Ok(tcp)
+}
+
 /// An HTTP proxy from the environment.
 #[derive(Debug, PartialEq, Eq)]
 struct Proxy {

@@ -222,3 +222,63 @@ fn each_round_looks_at_the_machine_and_the_sources_afresh() {
     *body.lock().unwrap() = "v = 2\n".to_string();
     assert!(wait_until(Duration::from_secs(30), || read() == "v = 2\n"), "the next rounds kept the first download");
 }
+
+/// A `CONNECT`-only forward proxy on 127.0.0.1; returns its port and the request lines it saw.
+fn connect_proxy() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for mut client in listener.incoming().flatten() {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(client.try_clone().unwrap());
+                let mut line = String::new();
+                let _ = reader.read_line(&mut line);
+                log.lock().unwrap().push(line.trim().to_string());
+                let mut header = String::new();
+                while reader.read_line(&mut header).unwrap_or(0) > 0 && header != "\r\n" {
+                    header.clear();
+                }
+                let target = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                let Ok(upstream) = std::net::TcpStream::connect(&target) else { return };
+                let _ = client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n");
+                let (mut up_read, mut up_write) = (upstream.try_clone().unwrap(), upstream);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut reader, &mut up_write);
+                    let _ = up_write.shutdown(std::net::Shutdown::Write);
+                });
+                let _ = std::io::copy(&mut up_read, &mut client);
+            });
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn an_agent_reaches_its_hub_through_the_proxy_its_environment_names() {
+    let dir = scratch();
+    let hub = Hub::start(dir.path());
+    hub.create_app("shop");
+    let config = hub.add_instance("shop", "web-1");
+    let (port, seen) = connect_proxy();
+    let proxy = format!("http://127.0.0.1:{port}");
+    let _agent = Agent::start_with_env(
+        &dir.path().join("web-1"),
+        &config,
+        &format!("{FAST_AGENT}\n"),
+        &[("http_proxy", &proxy)],
+    );
+    let file = recipe(
+        dir.path(),
+        "r.yaml",
+        "states:\n  - {id: conf, module: linux.file, parameter: {path: \"@/via-proxy\", content: \"ok\\n\"}}\n",
+    );
+    hub.push("shop", &file);
+    let converged = wait_until(Duration::from_secs(30), || dir.path().join("via-proxy").exists());
+    assert!(converged, "status: {}", hub.status("shop"));
+    let seen = seen.lock().unwrap().clone();
+    assert!(!seen.is_empty() && seen.iter().all(|l| *l == format!("CONNECT {} HTTP/1.1", hub.addr)), "{seen:?}");
+}

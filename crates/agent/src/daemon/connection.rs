@@ -92,15 +92,18 @@ impl Link {
             .max_message_size(Some(opsagent_proto::MAX_HUB_FRAME))
             .max_frame_size(Some(opsagent_proto::MAX_HUB_FRAME));
         let connector = self.tls.clone().map(Connector::Rustls);
-        let (mut ws, _) = timeout(
-            HANDSHAKE_TIMEOUT,
-            tokio_tungstenite::connect_async_tls_with_config(
+        // TCP (through the environment's proxy, if it names one), then TLS and the WebSocket over it.
+        let (mut ws, _) = timeout(HANDSHAKE_TIMEOUT, async {
+            let tcp = opsagent_states::http::connect(&config.hub_url).await?;
+            tokio_tungstenite::client_async_tls_with_config(
                 config.hub_url.as_str(),
+                tcp,
                 Some(ws_config),
-                false,
                 connector.or(Some(Connector::Plain)),
-            ),
-        )
+            )
+            .await
+            .map_err(anyhow::Error::from)
+        })
         .await
         .context("connecting timed out")?
         .with_context(|| format!("connecting to {}", config.hub_url))?;
