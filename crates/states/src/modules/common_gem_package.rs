@@ -78,9 +78,8 @@ struct Op {
     /// The versions installed now.
     from: Vec<String>,
     to: Option<String>,
-    file: Option<PathBuf>,
-    /// How the recipe names that file (its URL), when not by `file`'s path.
-    shown: Option<String>,
+    /// The file to install it from, and how the report shows it (the path or the URL).
+    file: Option<(PathBuf, String)>,
 }
 
 impl Op {
@@ -91,10 +90,8 @@ impl Op {
             (false, true) => (Action::Create, format!("install {to}")),
             (false, false) => (Action::Update, format!("install {to} beside {}", self.from.join(", "))),
         };
-        if let Some(shown) = &self.shown {
+        if let Some((_, shown)) = &self.file {
             detail.push_str(&format!(" from {shown}"));
-        } else if let Some(file) = &self.file {
-            detail.push_str(&format!(" from {}", file.display()));
         }
         Change::new(action, &self.package, detail)
     }
@@ -102,7 +99,7 @@ impl Op {
     /// What `gem install` gets for this gem.
     fn spec(&self) -> String {
         match (&self.file, &self.to) {
-            (Some(file), _) => file.display().to_string(),
+            (Some((file, _)), _) => file.display().to_string(),
             (None, Some(version)) => format!("{}:{version}", self.package),
             (None, None) => self.package.clone(),
         }
@@ -198,34 +195,26 @@ impl GemPackage {
         for (name, wanted) in &self.packages {
             let now = installed.get(name).cloned().unwrap_or_default();
             let has = |v: &str| now.iter().any(|have| have == v);
-            let (version, file, shown) = match wanted {
+            let (version, file) = match wanted {
                 Wanted::Installed if !now.is_empty() => continue,
                 Wanted::Version(v) if has(v) => continue,
                 Wanted::Removed => {
                     if !now.is_empty() {
-                        removals.push(Op {
-                            remove: true,
-                            package: name.clone(),
-                            from: now,
-                            to: None,
-                            file: None,
-                            shown: None,
-                        });
+                        removals.push(Op { remove: true, package: name.clone(), from: now, to: None, file: None });
                     }
                     continue;
                 }
-                Wanted::Installed | Wanted::Latest => (self.offered(ctx, name, None).await?, None, None),
-                Wanted::Version(v) => (self.offered(ctx, name, Some(v)).await?, None, None),
+                Wanted::Installed | Wanted::Latest => (self.offered(ctx, name, None).await?, None),
+                Wanted::Version(v) => (self.offered(ctx, name, Some(v)).await?, None),
                 Wanted::File(source) => {
                     let file = source.local(ctx, None, MAX_GEM).await?;
-                    let shown = matches!(source, Source::Remote(_)).then(|| source.to_string());
-                    (gem_file_version(ctx, name, &file).await?, Some(file), shown)
+                    (gem_file_version(ctx, name, &file).await?, Some((file, source.to_string())))
                 }
             };
             if has(&version) {
                 continue;
             }
-            installs.push(Op { remove: false, package: name.clone(), from: now, to: Some(version), file, shown });
+            installs.push(Op { remove: false, package: name.clone(), from: now, to: Some(version), file });
         }
         installs.extend(removals);
         Ok(installs)
@@ -450,7 +439,6 @@ mod tests {
             from: from.iter().map(|s| s.to_string()).collect(),
             to: to.map(String::from),
             file: None,
-            shown: None,
         };
         assert_eq!(op(false, &[], Some("1.0.0")).change().to_string(), "create foo (install 1.0.0)");
         assert_eq!(

@@ -92,9 +92,8 @@ struct Op {
     package: String,
     from: Option<String>,
     to: Option<String>,
-    file: Option<PathBuf>,
-    /// How the recipe names that file (its URL), when not by `file`'s path.
-    shown: Option<String>,
+    /// The file to install it from, and how the report shows it (the path or the URL).
+    file: Option<(PathBuf, String)>,
 }
 
 impl Op {
@@ -106,10 +105,8 @@ impl Op {
             Verb::Downgrade => (Action::Update, format!("downgrade {from} -> {to}")),
             Verb::Remove => (Action::Remove, format!("uninstall {from}")),
         };
-        if let Some(shown) = &self.shown {
+        if let Some((_, shown)) = &self.file {
             detail.push_str(&format!(" from {shown}"));
-        } else if let Some(file) = &self.file {
-            detail.push_str(&format!(" from {}", file.display()));
         }
         Change::new(action, &self.package, detail)
     }
@@ -117,7 +114,7 @@ impl Op {
     /// What `npm install` gets for this package.
     fn spec(&self) -> String {
         match (&self.file, &self.to) {
-            (Some(file), _) => file.display().to_string(),
+            (Some((file, _)), _) => file.display().to_string(),
             (None, Some(version)) => format!("{}@{version}", self.package),
             (None, None) => self.package.clone(),
         }
@@ -216,20 +213,18 @@ impl NpmPackage {
                             from: now,
                             to: None,
                             file: None,
-                            shown: None,
                         });
                     }
                     continue;
                 }
-                Wanted::Installed | Wanted::Latest => (self.registry_version(ctx, name, "latest").await?, None, None),
-                Wanted::Version(v) => (self.registry_version(ctx, name, v).await?, None, None),
+                Wanted::Installed | Wanted::Latest => (self.registry_version(ctx, name, "latest").await?, None),
+                Wanted::Version(v) => (self.registry_version(ctx, name, v).await?, None),
                 Wanted::Tarball(source) => {
                     let file = source.local(ctx, None, MAX_TARBALL).await?;
-                    let shown = matches!(source, Source::Remote(_)).then(|| source.to_string());
-                    (tarball_version(ctx, name, &file).await?, Some(file), shown)
+                    (tarball_version(ctx, name, &file).await?, Some((file, source.to_string())))
                 }
             };
-            let (version, file, shown) = to;
+            let (version, file) = to;
             let verb = match &now {
                 None => Verb::Install,
                 Some(have) => match compare_versions(have, &version) {
@@ -238,7 +233,7 @@ impl NpmPackage {
                     Ordering::Equal => continue,
                 },
             };
-            installs.push(Op { verb, package: name.clone(), from: now, to: Some(version), file, shown });
+            installs.push(Op { verb, package: name.clone(), from: now, to: Some(version), file });
         }
         installs.extend(removals);
         Ok(installs)
@@ -548,8 +543,7 @@ mod tests {
             package: "foo".into(),
             from: from.map(String::from),
             to: to.map(String::from),
-            file: file.map(PathBuf::from),
-            shown: None,
+            file: file.map(|f| (PathBuf::from(f), f.to_string())),
         };
         assert_eq!(op(Verb::Install, None, Some("1.0.0"), None).change().to_string(), "create foo (install 1.0.0)");
         let up = op(Verb::Upgrade, Some("1.0.0"), Some("1.1.0"), Some("/p/foo-1.1.0.tgz"));

@@ -101,10 +101,8 @@ struct Op {
     from: Option<String>,
     /// The version to install.
     to: Option<String>,
-    /// The `.deb` file to install it from.
-    file: Option<PathBuf>,
-    /// How the recipe names that file (its URL), when not by `file`'s path.
-    shown: Option<String>,
+    /// The `.deb` file to install it from, and how the report shows it (the path or the URL).
+    file: Option<(PathBuf, String)>,
 }
 
 impl Op {
@@ -121,10 +119,8 @@ impl Op {
             Verb::Purge if self.from.is_none() => (Action::Remove, "purge config files".to_string()),
             Verb::Purge => (Action::Remove, format!("purge {from}")),
         };
-        if let Some(shown) = &self.shown {
+        if let Some((_, shown)) = &self.file {
             detail.push_str(&format!(" from {shown}"));
-        } else if let Some(file) = &self.file {
-            detail.push_str(&format!(" from {}", file.display()));
         }
         Change::new(action, &self.package, detail.trim_end())
     }
@@ -228,7 +224,7 @@ impl AptPackage {
             }
             for op in &installs {
                 match (&op.file, &op.to) {
-                    (Some(file), _) => args.push(file.display().to_string()),
+                    (Some((file, _)), _) => args.push(file.display().to_string()),
                     (None, Some(version)) => args.push(format!("{}={version}", op.package)),
                     (None, None) => args.push(op.package.clone()),
                 }
@@ -256,7 +252,7 @@ impl AptPackage {
     /// What must change, package by package, in recipe order.
     async fn plan(&self, ctx: &Ctx) -> Result<Vec<Op>, StateError> {
         // The package held by each `.deb`, checked against the name the recipe gives it.
-        let mut debs: HashMap<&str, (PathBuf, String, Option<String>)> = HashMap::new();
+        let mut debs: HashMap<&str, ((PathBuf, String), String)> = HashMap::new();
         for (name, wanted) in &self.packages {
             if let Wanted::Deb(source) = wanted {
                 let file = source.local(ctx, None, MAX_DEB).await?;
@@ -269,8 +265,7 @@ impl AptPackage {
                         ),
                     });
                 }
-                let shown = matches!(source, Source::Remote(_)).then(|| source.to_string());
-                debs.insert(name, (file, version, shown));
+                debs.insert(name, ((file, source.to_string()), version));
             }
         }
         let names: Vec<&str> = self.packages.iter().map(|(n, _)| n.as_str()).collect();
@@ -297,13 +292,11 @@ impl AptPackage {
                     _ => ops.push(op(Verb::Purge, name, Some(now.version), None, None)),
                 },
                 Wanted::Deb(_) => {
-                    let (file, version, shown) = &debs[name.as_str()];
+                    let (file, version) = &debs[name.as_str()];
                     if !(now.is_installed() && now.version == *version) {
                         let verb = change_verb(&now, version);
                         let from = now.is_installed().then(|| now.version.clone());
-                        let mut op = op(verb, name, from, Some(version.clone()), Some(file.clone()));
-                        op.shown = shown.clone();
-                        ops.push(op);
+                        ops.push(op(verb, name, from, Some(version.clone()), Some(file.clone())));
                     }
                 }
             }
@@ -380,8 +373,8 @@ impl AptPackage {
     }
 }
 
-fn op(verb: Verb, package: &str, from: Option<String>, to: Option<String>, file: Option<PathBuf>) -> Op {
-    Op { verb, package: package.to_string(), from, to, file, shown: None }
+fn op(verb: Verb, package: &str, from: Option<String>, to: Option<String>, file: Option<(PathBuf, String)>) -> Op {
+    Op { verb, package: package.to_string(), from, to, file }
 }
 
 /// Install, upgrade or downgrade, from what is installed to `to`.
@@ -521,7 +514,7 @@ mod tests {
         assert_eq!(install.change().to_string(), "create foo (install 1.2-1)");
         assert_eq!(op(Verb::Purge, "qux", None, None, None).change().to_string(), "remove qux (purge config files)");
         assert_eq!(op(Verb::Remove, "baz", Some("2".into()), None, None).change().to_string(), "remove baz (remove 2)");
-        let deb = op(Verb::Install, "a", None, Some("1".into()), Some("/srv/a.deb".into()));
+        let deb = op(Verb::Install, "a", None, Some("1".into()), Some(("/srv/a.deb".into(), "/srv/a.deb".into())));
         assert_eq!(deb.change().to_string(), "create a (install 1 from /srv/a.deb)");
     }
 }
