@@ -102,18 +102,7 @@ impl Git {
         }
         let head = self.git_in(ctx, &["rev-parse", "HEAD"]).await?.trim().to_string();
         let dirty = !self.git_in(ctx, &["status", "--porcelain", "--untracked-files=no"]).await?.trim().is_empty();
-        if dirty {
-            if !self.force {
-                return Err(StateError::Conflict {
-                    path: self.path.clone(),
-                    problem: "has local changes; commit or discard them, or set `force: true` to discard them".into(),
-                });
-            }
-            plan.changes.push(Change::new(Action::Update, &shown, "discard local changes (force)"));
-        }
-        if head != target {
-            plan.changes.push(Change::new(Action::Update, &shown, format!("{} -> {}", short(&head), short(&target))));
-        }
+        plan_update(&mut plan, &self.path, dirty, self.force, &head, &target, short)?;
         Ok(plan)
     }
 
@@ -242,6 +231,33 @@ impl Git {
         let output = run_spec(ctx, &spec, GIT_HINT).await?;
         Ok(String::from_utf8_lossy(&output.stdout.bytes).into_owned())
     }
+}
+
+/// The end of a checkout's plan (git, hg), once its current and target revisions are known: local
+/// changes refused, or discarded with `force`; then the move, if any, with revisions `short`ened.
+pub(crate) fn plan_update(
+    plan: &mut Plan,
+    path: &Path,
+    dirty: bool,
+    force: bool,
+    current: &str,
+    target: &str,
+    short: fn(&str) -> &str,
+) -> Result<(), StateError> {
+    let shown = path.display().to_string();
+    if dirty {
+        if !force {
+            return Err(StateError::Conflict {
+                path: path.to_path_buf(),
+                problem: "has local changes; commit or discard them, or set `force: true` to discard them".into(),
+            });
+        }
+        plan.changes.push(Change::new(Action::Update, &shown, "discard local changes (force)"));
+    }
+    if current != target {
+        plan.changes.push(Change::new(Action::Update, &shown, format!("{} -> {}", short(current), short(target))));
+    }
+    Ok(())
 }
 
 fn short(commit: &str) -> &str {

@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 
 use opsagent_recipe::{Diagnostic, ParamReader, State};
 
+use super::common_git::plan_update;
 use super::linux_file::absolute_path;
 use crate::process::{run_spec, Spec};
 use crate::{Action, Change, Ctx, Outcome, Plan, StateError};
@@ -85,18 +86,7 @@ impl Hg {
         }
         let parent = self.hg_in(ctx, &["log", "-r", ".", "-T", "{node}"]).await?.trim().to_string();
         let dirty = !self.hg_in(ctx, &["status", "-mard"]).await?.trim().is_empty();
-        if dirty {
-            if !self.force {
-                return Err(StateError::Conflict {
-                    path: self.path.clone(),
-                    problem: "has local changes; commit or discard them, or set `force: true` to discard them".into(),
-                });
-            }
-            plan.changes.push(Change::new(Action::Update, &shown, "discard local changes (force)"));
-        }
-        if parent != target {
-            plan.changes.push(Change::new(Action::Update, &shown, format!("{} -> {}", short(&parent), short(&target))));
-        }
+        plan_update(&mut plan, &self.path, dirty, self.force, &parent, &target, short)?;
         Ok(plan)
     }
 
