@@ -117,7 +117,8 @@ pub async fn run_round(
             }
             Action::Wait { index, deadline } => {
                 let id = states[index].state.id.clone();
-                if done.borrow().contains(&id) {
+                let is_wait = matches!(states[index].module, Module::Wait(_));
+                if is_wait && done.borrow().contains(&id) {
                     round.release(index);
                     continue;
                 }
@@ -129,7 +130,7 @@ pub async fn run_round(
                     }
                 };
                 tokio::select! {
-                    released = done.wait_for(|set| set.contains(&id)) => {
+                    released = done.wait_for(|set| is_wait && set.contains(&id)) => {
                         if let Ok(set) = released {
                             release_done(states, &mut round, &set);
                         } else if deadline.is_none() {
@@ -173,6 +174,8 @@ fn step_of(compiled: &Compiled, options: &RoundOptions) -> Step {
         Module::Wait(wait) => {
             StepKind::Wait { timeout: compiled.state.timeout.or(wait.timeout).or(options.default_wait_timeout) }
         }
+        // Only a new recipe from the hub ends a hold (locally, with `apply`, it fails at once).
+        Module::Hold(_) => StepKind::Wait { timeout: options.default_wait_timeout },
         _ => StepKind::Run,
     };
     Step { kind, retries }
@@ -299,6 +302,7 @@ fn unrun_report(compiled: &Compiled, record: &opsagent_engine::Record, options: 
             Some(format!("wait `{id}` was not released; release it with `--done {id}`"))
         }
         (Status::Failed, Module::Wait(_)) => Some(format!("wait `{id}` was not released before its timeout")),
+        (_, Module::Hold(hold)) => Some(format!("held by the hub: {}", hold.reason)),
         (Status::Skipped, Module::Comment(c)) => c.comment.clone(),
         _ => None,
     };

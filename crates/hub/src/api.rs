@@ -19,17 +19,23 @@ use crate::auth::random_hex;
 use crate::error::ApiError;
 use crate::recipe;
 use crate::releases;
+use crate::render;
 use crate::shared::Shared;
 use crate::store::LogQuery;
 use crate::waits;
 
 type ApiResult = Result<Response, ApiError>;
 
-/// The `/api/v1` router.
+/// The `/api/v1` router. Every route needs the operator token, except the reload webhook, which
+/// takes the token or a signature made with the app's webhook secret.
 pub fn router(shared: Arc<Shared>) -> Router<Arc<Shared>> {
-    Router::new()
+    let protected = Router::new()
         .route("/apps", post(create_app).get(list_apps))
         .route("/apps/{app}/instances", post(create_instance).get(list_instances))
+        .route("/apps/{app}/instances/{instance}", post(set_instance))
+        .route("/apps/{app}/components/{component}", post(set_component_attrs))
+        .route("/apps/{app}/settings", post(set_settings).get(show_settings))
+        .route("/apps/{app}/webhook", post(new_webhook_secret))
         .route("/apps/{app}/recipes", post(push_recipe))
         .route("/apps/{app}/recipe", get(show_recipe))
         .route("/apps/{app}/instances/{instance}/done", post(release_wait))
@@ -41,7 +47,11 @@ pub fn router(shared: Arc<Shared>) -> Router<Arc<Shared>> {
         .route("/releases", get(list_releases))
         .fallback(|| async { ApiError::not_found("no such API route") })
         .layer(DefaultBodyLimit::max(opsagent_proto::MAX_HUB_FRAME))
-        .layer(middleware::from_fn_with_state(shared, require_token))
+        .layer(middleware::from_fn_with_state(shared, require_token));
+    let webhook = Router::new()
+        .route("/apps/{app}/reload", post(reload))
+        .layer(DefaultBodyLimit::max(opsagent_proto::MAX_HUB_FRAME));
+    webhook.merge(protected)
 }
 
 async fn require_token(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
@@ -83,17 +93,27 @@ async fn list_apps(State(shared): State<Arc<Shared>>) -> ApiResult {
     Ok(Json(json!({ "apps": apps })).into_response())
 }
 
+#[derive(Deserialize)]
+struct NewInstance {
+    id: String,
+    /// Default: a component named like the instance.
+    #[serde(default)]
+    component: Option<String>,
+}
+
 async fn create_instance(
     State(shared): State<Arc<Shared>>,
     Path(app): Path<String>,
     headers: HeaderMap,
-    body: Result<Json<NewId>, JsonRejection>,
+    body: Result<Json<NewInstance>, JsonRejection>,
 ) -> ApiResult {
-    let Json(NewId { id }) = body.map_err(bad_json)?;
+    let Json(NewInstance { id, component }) = body.map_err(bad_json)?;
     check_id("instance", &id)?;
+    let component = component.unwrap_or_else(|| id.clone());
+    check_id("component", &component)?;
     require_app(&shared, &app).await?;
     let secret = random_hex(32)?;
-    if !shared.store.create_instance(&app, &id, &secret).await? {
+    if !shared.store.create_instance(&app, &id, &secret, &component).await? {
         return Err(ApiError::conflict(format!("instance `{id}` of app `{app}` exists already"))
             .hint("its secret was shown once, when it was added; add an instance with another id"));
     }
@@ -104,13 +124,16 @@ async fn create_instance(
     let hub_url = shared.agent_url(host);
     let config =
         format!("hub_url = \"{hub_url}\"\napp_id = \"{app}\"\ninstance_id = \"{id}\"\nsecret = \"{secret}\"\n");
-    tracing::info!(app_id = %app, instance_id = %id, "instance added");
-    let body = json!({ "app_id": app, "instance_id": id, "secret": secret, "config": config });
+    tracing::info!(app_id = %app, instance_id = %id, component = %component, "instance added");
+    // A new member changes what links to its component render to.
+    recipe::rerender(&shared, &app).await?;
+    let body = json!({ "app_id": app, "instance_id": id, "component": component, "secret": secret, "config": config });
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
 async fn list_instances(State(shared): State<Arc<Shared>>, Path(app): Path<String>) -> ApiResult {
     require_app(&shared, &app).await?;
+    let attrs = shared.store.attributes(&app).await?;
     let instances: Vec<Value> = shared
         .store
         .list_instances(&app)
@@ -119,12 +142,222 @@ async fn list_instances(State(shared): State<Arc<Shared>>, Path(app): Path<Strin
         .map(|i| {
             json!({
                 "instance_id": i.id,
+                "component": i.component,
                 "created_at": i.created_at,
                 "connected": shared.registry.is_connected(&app, &i.id),
+                "facts": render::facts_json(&i.facts),
+                "attributes": render::attrs_of(&attrs, "instance", &i.id),
             })
         })
         .collect();
-    Ok(Json(json!({ "app_id": app, "instances": instances })).into_response())
+    let mut components: std::collections::BTreeMap<String, Value> = std::collections::BTreeMap::new();
+    for a in attrs.iter().filter(|a| a.scope == "component") {
+        components.entry(a.name.clone()).or_insert_with(|| json!({}))[&a.key] = Value::String(a.value.clone());
+    }
+    Ok(Json(json!({ "app_id": app, "instances": instances, "component_attributes": components })).into_response())
+}
+
+#[derive(Deserialize)]
+struct SetInstance {
+    #[serde(default)]
+    component: Option<String>,
+    /// Attribute → value; `null` removes it.
+    #[serde(default)]
+    attributes: HashMap<String, Option<String>>,
+}
+
+/// `POST /apps/{app}/instances/{instance}`: moves an instance to another component and/or sets
+/// its attributes; the app's recipes are rendered again.
+async fn set_instance(
+    State(shared): State<Arc<Shared>>,
+    Path((app, instance)): Path<(String, String)>,
+    body: Result<Json<SetInstance>, JsonRejection>,
+) -> ApiResult {
+    let Json(set) = body.map_err(bad_json)?;
+    require_app(&shared, &app).await?;
+    let Some(row) = shared.store.instance(&app, &instance).await? else {
+        return Err(ApiError::not_found(format!("app `{app}` has no instance `{instance}`")));
+    };
+    let mut changed = false;
+    if let Some(component) = &set.component {
+        check_id("component", component)?;
+        if *component != row.component {
+            shared.store.set_component(&app, &instance, component).await?;
+            tracing::info!(app_id = %app, instance_id = %instance, from = %row.component, to = %component, "instance moved to another component");
+            changed = true;
+        }
+    }
+    changed |= set_attributes(&shared, &app, "instance", &instance, &set.attributes).await?;
+    let sent = if changed { recipe::rerender(&shared, &app).await? } else { 0 };
+    let row = shared.store.instance(&app, &instance).await?.map(|r| r.component).unwrap_or_default();
+    let attrs = shared.store.attributes(&app).await?;
+    Ok(Json(json!({
+        "app_id": app, "instance_id": instance, "component": row, "changed": changed, "sent_to": sent,
+        "attributes": render::attrs_of(&attrs, "instance", &instance),
+    }))
+    .into_response())
+}
+
+#[derive(Deserialize)]
+struct SetAttributes {
+    #[serde(default)]
+    attributes: HashMap<String, Option<String>>,
+}
+
+/// `POST /apps/{app}/components/{component}`: sets attributes of a component (`@{web.ElbDns}`).
+async fn set_component_attrs(
+    State(shared): State<Arc<Shared>>,
+    Path((app, component)): Path<(String, String)>,
+    body: Result<Json<SetAttributes>, JsonRejection>,
+) -> ApiResult {
+    let Json(set) = body.map_err(bad_json)?;
+    require_app(&shared, &app).await?;
+    check_id("component", &component)?;
+    let changed = set_attributes(&shared, &app, "component", &component, &set.attributes).await?;
+    let sent = if changed { recipe::rerender(&shared, &app).await? } else { 0 };
+    let attrs = shared.store.attributes(&app).await?;
+    Ok(Json(json!({
+        "app_id": app, "component": component, "changed": changed, "sent_to": sent,
+        "attributes": render::attrs_of(&attrs, "component", &component),
+    }))
+    .into_response())
+}
+
+async fn set_attributes(
+    shared: &Shared,
+    app: &str,
+    scope: &str,
+    name: &str,
+    attributes: &HashMap<String, Option<String>>,
+) -> Result<bool, ApiError> {
+    let mut changed = false;
+    for (key, value) in attributes {
+        let key_ok =
+            (1..=128).contains(&key.len()) && key.chars().all(|c| c.is_ascii_alphanumeric() || "_-".contains(c));
+        if !key_ok {
+            return Err(ApiError::bad_request(format!("`{key}` is not a usable attribute name"))
+                .hint("use letters, digits, `_` and `-`, as in `ElbDns`"));
+        }
+        if value.as_ref().is_some_and(|v| v.len() > opsagent_proto::MAX_FACT_LEN) {
+            return Err(ApiError::bad_request(format!("the value of `{key}` is too long")));
+        }
+        changed |= shared.store.set_attribute(app, scope, name, key, value.as_deref()).await?;
+    }
+    Ok(changed)
+}
+
+#[derive(Deserialize)]
+struct Settings {
+    #[serde(default)]
+    strict: Option<bool>,
+}
+
+async fn show_settings(State(shared): State<Arc<Shared>>, Path(app): Path<String>) -> ApiResult {
+    let Some(settings) = shared.store.app_settings(&app).await? else {
+        return Err(ApiError::not_found(format!("app `{app}` does not exist")));
+    };
+    Ok(Json(json!({ "app_id": app, "strict": settings.strict, "webhook": settings.webhook_secret.is_some() }))
+        .into_response())
+}
+
+/// `POST /apps/{app}/settings`: `{"strict": true}` refuses pushes with compatibility warnings.
+async fn set_settings(
+    State(shared): State<Arc<Shared>>,
+    Path(app): Path<String>,
+    body: Result<Json<Settings>, JsonRejection>,
+) -> ApiResult {
+    let Json(new) = body.map_err(bad_json)?;
+    let Some(mut settings) = shared.store.app_settings(&app).await? else {
+        return Err(ApiError::not_found(format!("app `{app}` does not exist")));
+    };
+    if let Some(strict) = new.strict {
+        settings.strict = strict;
+    }
+    shared.store.set_app_settings(&app, &settings).await?;
+    Ok(Json(json!({ "app_id": app, "strict": settings.strict, "webhook": settings.webhook_secret.is_some() }))
+        .into_response())
+}
+
+/// `POST /apps/{app}/webhook`: makes a new secret for the reload webhook (shown once; the old
+/// one stops working).
+async fn new_webhook_secret(
+    State(shared): State<Arc<Shared>>,
+    Path(app): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let Some(mut settings) = shared.store.app_settings(&app).await? else {
+        return Err(ApiError::not_found(format!("app `{app}` does not exist")));
+    };
+    let secret = random_hex(32)?;
+    settings.webhook_secret = Some(secret.clone());
+    shared.store.set_app_settings(&app, &settings).await?;
+    tracing::info!(app_id = %app, "new reload webhook secret");
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("HUB");
+    let scheme = if shared.tls { "https" } else { "http" };
+    let url = format!("{scheme}://{host}/api/v1/apps/{app}/reload");
+    Ok(Json(json!({ "app_id": app, "url": url, "secret": secret, "content_type": "application/json" })).into_response())
+}
+
+#[derive(Deserialize, Default)]
+struct Reload {
+    /// Default: every instance of the app.
+    #[serde(default)]
+    instances: Vec<String>,
+}
+
+/// `POST /apps/{app}/reload`: runs a round now on the app's instances (or those named), as the
+/// original's *Reload States*. Authenticated by the operator token, or — for a push webhook such as
+/// GitHub's — by `X-Hub-Signature-256: sha256=HMAC(app's webhook secret, body)`.
+async fn reload(
+    State(shared): State<Arc<Shared>>,
+    Path(app): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let by_operator = token.is_some_and(|t| shared.api_token.matches(t));
+    let request: Reload = if by_operator {
+        if body.is_empty() {
+            Reload::default()
+        } else {
+            serde_json::from_slice(&body).map_err(|e| {
+                ApiError::bad_request(format!("bad request body: {e}"))
+                    .hint("send {\"instances\": [\"web-1\"]} or nothing")
+            })?
+        }
+    } else {
+        let signature = headers.get("x-hub-signature-256").and_then(|v| v.to_str().ok());
+        let Some(signature) = signature else {
+            return Err(ApiError::unauthorized());
+        };
+        let secret = shared.store.app_settings(&app).await?.and_then(|s| s.webhook_secret);
+        let valid = secret.is_some_and(|secret| crate::auth::verify_body_signature(&secret, &body, signature));
+        if !valid {
+            tracing::warn!(app_id = %app, "reload webhook refused: wrong signature");
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "the webhook signature does not match the app's secret",
+            )
+            .hint("set the webhook's secret to the one `opsagent-hub app webhook APP` printed"));
+        }
+        // A GitHub push event (or any signed body): run every instance.
+        Reload::default()
+    };
+    require_app(&shared, &app).await?;
+    let all: Vec<String> = shared.store.list_instances(&app).await?.into_iter().map(|i| i.id).collect();
+    for id in &request.instances {
+        if !all.contains(id) {
+            return Err(ApiError::not_found(format!("app `{app}` has no instance `{id}`")));
+        }
+    }
+    let chosen = if request.instances.is_empty() { all } else { request.instances };
+    let (sent, offline) = recipe::reload(&shared, &app, &chosen);
+    tracing::info!(app_id = %app, sent = sent.len(), offline = offline.len(), by_operator, "reload");
+    Ok(Json(json!({ "app_id": app, "reloaded": sent, "not_connected": offline })).into_response())
 }
 
 async fn push_recipe(
@@ -134,23 +367,47 @@ async fn push_recipe(
 ) -> ApiResult {
     let Json(body) = body.map_err(bad_json)?;
     require_app(&shared, &app).await?;
-    let validated =
-        recipe::validate(&body).map_err(|d| ApiError::invalid_recipe(d.iter().map(diagnostic_json).collect()))?;
+    let strict = shared.store.app_settings(&app).await?.is_some_and(|s| s.strict)
+        || body.get("strict").and_then(Value::as_bool).unwrap_or(false);
+    let mut world = recipe::world(&shared, &app, None).await?;
+    let (validated, warnings) = recipe::validate(&body, &mut world, strict)
+        .map_err(|d| ApiError::invalid_recipe(d.iter().map(diagnostic_json).collect()))?;
     let pushed = recipe::push(&shared, &app, validated).await?;
-    let body = json!({ "recipe_version": pushed.version, "unchanged": pushed.unchanged, "sent_to": pushed.sent_to });
+    let warnings: Vec<Value> = warnings.iter().map(diagnostic_json).collect();
+    let body = json!({
+        "recipe_version": pushed.version, "unchanged": pushed.unchanged, "sent_to": pushed.sent_to, "warnings": warnings,
+    });
     if pushed.unchanged {
         return Ok(Json(body).into_response());
     }
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
-async fn show_recipe(State(shared): State<Arc<Shared>>, Path(app): Path<String>) -> ApiResult {
+#[derive(Deserialize)]
+struct ShowParams {
+    instance: Option<String>,
+}
+
+/// `GET /apps/{app}/recipe[?instance=ID]`: the app's recipe as pushed, or what one instance was
+/// sent (rendered for it).
+async fn show_recipe(
+    State(shared): State<Arc<Shared>>,
+    Path(app): Path<String>,
+    params: Result<Query<ShowParams>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    let Query(params) = params.map_err(|e| ApiError::bad_request(format!("bad query: {}", e.body_text())))?;
     require_app(&shared, &app).await?;
-    let Some(recipe) = shared.recipes.current(&shared.store, &app).await? else {
+    if let Some(instance) = params.instance {
+        let Some(recipe) = shared.recipes.current(&shared.store, &app, &instance).await? else {
+            return Err(ApiError::not_found(format!("instance `{instance}` of app `{app}` has no recipe yet")));
+        };
+        return Ok(Json(recipe.body.clone()).into_response());
+    }
+    let Some(source) = shared.recipes.source(&shared.store, &app).await? else {
         return Err(ApiError::not_found(format!("app `{app}` has no recipe yet"))
             .hint("push one with `opsagent-hub recipe push APP FILE`"));
     };
-    Ok(Json(recipe.body.clone()).into_response())
+    Ok(Json(source.body.clone()).into_response())
 }
 
 #[derive(Deserialize)]
@@ -167,28 +424,48 @@ async fn release_wait(
 ) -> ApiResult {
     let Json(done) = body.map_err(bad_json)?;
     require_app(&shared, &app).await?;
-    let Some(current) = shared.recipes.current(&shared.store, &app).await? else {
+    let recipes = shared.recipes.app(&shared.store, &app).await?;
+    if recipes.source.is_none() {
         return Err(ApiError::not_found(format!("app `{app}` has no recipe yet")));
-    };
-    let version = done.recipe_version.unwrap_or(current.version);
-    if version == current.version && !current.order.contains_key(&done.state_id) {
-        return Err(ApiError::not_found(format!(
-            "recipe version {version} of app `{app}` has no state `{}`",
-            done.state_id
-        ))
-        .hint("`opsagent-hub recipe show APP` lists the states"));
     }
-    let instances: Vec<String> = if instance == "*" {
+    let every = instance == "*";
+    let names: Vec<String> = if every {
         shared.store.list_instances(&app).await?.into_iter().map(|i| i.id).collect()
     } else {
         if shared.store.instance(&app, &instance).await?.is_none() {
             return Err(ApiError::not_found(format!("app `{app}` has no instance `{instance}`")));
         }
-        vec![instance]
+        vec![instance.clone()]
     };
-    let (released, already) = waits::release_by_hand(&shared, &app, &instances, version, &done.state_id).await?;
+    // Each instance runs its own recipe version; the state is named by id or 1-based position.
+    let mut chosen = Vec::new();
+    let mut state_id = done.state_id.clone();
+    for name in names {
+        let Some(current) = recipes.instances.get(&name) else { continue };
+        let version = done.recipe_version.unwrap_or(current.version);
+        match current.resolve_state(&done.state_id).filter(|_| version == current.version) {
+            Some(id) => {
+                state_id = id.to_string();
+                chosen.push((name, version));
+            }
+            None if version != current.version => chosen.push((name, version)),
+            None if every => {}
+            None => {
+                return Err(ApiError::not_found(format!(
+                    "the recipe (version {version}) of instance `{name}` has no state `{}`",
+                    done.state_id
+                ))
+                .hint(format!("`opsagent-hub recipe show APP --instance {name}` lists its states")))
+            }
+        }
+    }
+    if chosen.is_empty() {
+        return Err(ApiError::not_found(format!("no instance of app `{app}` has a state `{}`", done.state_id)));
+    }
+    let version = chosen[0].1;
+    let (released, already) = waits::release_by_hand(&shared, &app, &chosen, &state_id).await?;
     let body = json!({
-        "app_id": app, "recipe_version": version, "state_id": done.state_id,
+        "app_id": app, "recipe_version": version, "state_id": state_id,
         "released": released, "already_released": already,
     });
     Ok(Json(body).into_response())
@@ -196,14 +473,30 @@ async fn release_wait(
 
 async fn status(State(shared): State<Arc<Shared>>, Path(app): Path<String>) -> ApiResult {
     require_app(&shared, &app).await?;
-    let recipe = shared.recipes.current(&shared.store, &app).await?;
-    let order = |state_id: &str| recipe.as_ref().and_then(|r| r.order.get(state_id).copied()).unwrap_or(usize::MAX);
+    let recipes = shared.recipes.app(&shared.store, &app).await?;
+    let progress = waits::Progress::load(&shared, &app).await?;
+    let released_all = shared.store.released_all(&app).await?;
     let mut states_by_instance: HashMap<String, Vec<_>> = HashMap::new();
     for row in shared.store.state_statuses(&app).await? {
         states_by_instance.entry(row.instance_id.clone()).or_default().push(row);
     }
     let mut instances = Vec::new();
     for i in shared.store.list_instances(&app).await? {
+        let recipe = recipes.instances.get(&i.id);
+        let order = |state_id: &str| recipe.and_then(|r| r.order.get(state_id).copied()).unwrap_or(usize::MAX);
+        let waiting: Vec<Value> = recipe
+            .map(|r| {
+                let released: std::collections::HashSet<String> = released_all
+                    .iter()
+                    .filter(|(inst, v, _)| *inst == i.id && *v == r.version)
+                    .map(|(_, _, s)| s.clone())
+                    .collect();
+                waits::waiting_for(&progress, r, &released)
+                    .into_iter()
+                    .map(|(state_id, message)| json!({ "state_id": state_id, "message": message }))
+                    .collect()
+            })
+            .unwrap_or_default();
         let mut states = states_by_instance.remove(&i.id).unwrap_or_default();
         states.sort_by(|a, b| (order(&a.state_id), &a.state_id).cmp(&(order(&b.state_id), &b.state_id)));
         let states: Vec<Value> = states
@@ -218,9 +511,12 @@ async fn status(State(shared): State<Arc<Shared>>, Path(app): Path<String>) -> A
             .collect();
         instances.push(json!({
             "instance_id": i.id,
+            "component": i.component,
             "connected": shared.registry.is_connected(&app, &i.id),
             "agent_version": i.agent_version,
             "recipe_version": i.recipe_version,
+            "current_version": recipe.map(|r| r.version),
+            "waiting": waiting,
             "round": i.round,
             "round_result": i.round_result,
             "last_seen": i.last_seen,
@@ -234,7 +530,7 @@ async fn status(State(shared): State<Arc<Shared>>, Path(app): Path<String>) -> A
     let target = shared.store.target(&app).await?;
     let body = json!({
         "app_id": app,
-        "recipe_version": recipe.map(|r| r.version),
+        "recipe_version": recipes.source.as_ref().map(|r| r.version),
         "target_version": target.map(|t| t.version),
         "instances": instances,
     });

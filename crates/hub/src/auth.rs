@@ -82,3 +82,22 @@ pub fn read_token_file(path: &Path) -> anyhow::Result<Secret> {
     }
     Ok(Secret(token))
 }
+
+/// Checks a webhook's `X-Hub-Signature-256` (`sha256=` and the hex HMAC-SHA256 of the body keyed
+/// by `secret`, as GitHub signs) in constant time.
+pub fn verify_body_signature(secret: &str, body: &[u8], header: &str) -> bool {
+    use hmac::{Hmac, Mac};
+    let Some(hex_mac) = header.trim().strip_prefix("sha256=") else { return false };
+    let Ok(given) = hex::decode(hex_mac) else { return false };
+    let Ok(mut mac) = <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret.as_bytes()) else { return false };
+    mac.update(body);
+    mac.verify_slice(&given).is_ok()
+}
+
+/// The `X-Hub-Signature-256` value for a body (for tests and clients).
+pub fn body_signature(secret: &str, body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}

@@ -61,6 +61,12 @@ pub enum Command {
     },
     /// Show an app's instances and the latest result of every state.
     Status { app: String },
+    /// Run a round now on an app's instances (all, or those named): an idle agent starts at once,
+    /// a running round is preempted (the original's *Reload States*).
+    Reload { app: String, instances: Vec<String> },
+    /// Set attributes of a component (for links such as `@{web.ElbDns}`).
+    #[command(subcommand)]
+    Component(ComponentCommand),
     /// Make the ed25519 key pair that signs agent releases (`release.key`, mode 0600, and `release.pub`).
     Keygen {
         /// The directory to write the two files into.
@@ -134,12 +140,54 @@ pub enum AppCommand {
     Create { app: String },
     /// List the apps.
     List,
+    /// Make a new secret for the app's reload webhook (`POST /api/v1/apps/APP/reload`, signed
+    /// GitHub-style with `X-Hub-Signature-256`); prints the URL and the secret, once.
+    Webhook { app: String },
+    /// Change an app's settings.
+    Set {
+        app: String,
+        /// Refuse pushes with compatibility warnings (unknown parameters, aliases, repeated ids…).
+        #[arg(long)]
+        strict: Option<bool>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ComponentCommand {
+    /// Set (`--attr KEY=VALUE`) or remove (`--unset KEY`) attributes of a component.
+    Set {
+        app: String,
+        component: String,
+        #[arg(long = "attr", value_name = "KEY=VALUE")]
+        attrs: Vec<String>,
+        #[arg(long = "unset", value_name = "KEY")]
+        unset: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum InstanceCommand {
     /// Add an instance; prints its agent config, with its secret (shown only this once).
-    Add { app: String, instance: String },
+    Add {
+        app: String,
+        instance: String,
+        /// The component (group) it belongs to: it runs that component's states (default: a
+        /// component named like the instance).
+        #[arg(long)]
+        component: Option<String>,
+    },
+    /// Move an instance to another component, or set (`--attr KEY=VALUE`) or remove (`--unset
+    /// KEY`) its attributes (for links such as `@{db.DnsName}`).
+    Set {
+        app: String,
+        instance: String,
+        #[arg(long)]
+        component: Option<String>,
+        #[arg(long = "attr", value_name = "KEY=VALUE")]
+        attrs: Vec<String>,
+        #[arg(long = "unset", value_name = "KEY")]
+        unset: Vec<String>,
+    },
     /// List an app's instances.
     List { app: String },
 }
@@ -165,8 +213,28 @@ pub enum ReleaseCommand {
 pub enum RecipeCommand {
     /// Validate a recipe file locally, then push it as the app's next version.
     Push { app: String, file: PathBuf },
-    /// Print the app's current recipe (wire form).
-    Show { app: String },
+    /// Print the app's current recipe as pushed, or (`--instance`) as rendered for one instance.
+    Show {
+        app: String,
+        #[arg(long)]
+        instance: Option<String>,
+    },
+}
+
+/// `--attr K=V` and `--unset K` as the API's `{K: V, K: null}`.
+fn attributes(attrs: &[String], unset: &[String]) -> Result<Value, Failure> {
+    let mut map = serde_json::Map::new();
+    for a in attrs {
+        let Some((k, v)) = a.split_once('=') else {
+            return Err(Failure::new(Exit::Invalid, format!("`--attr {a}` is not KEY=VALUE"))
+                .hint("write e.g. `--attr PrivateIpAddress=10.0.0.4`"));
+        };
+        map.insert(k.trim().to_string(), Value::String(v.to_string()));
+    }
+    for k in unset {
+        map.insert(k.clone(), Value::Null);
+    }
+    Ok(Value::Object(map))
 }
 
 /// Runs one operator command (anything but `serve`).
@@ -255,9 +323,68 @@ async fn operator(cli: &Cli) -> Result<(), Failure> {
             let answer = client.get("/apps").await?;
             out(&answer, &|v| lines(&v["apps"], |a| text(&a["id"])));
         }
-        Command::Instance(InstanceCommand::Add { app, instance }) => {
+        Command::App(AppCommand::Webhook { app }) => {
+            let answer = client.post(&format!("/apps/{}/webhook", segment(app)), &json!({})).await?;
+            out(&answer, &|v| {
+                format!(
+                    "reload webhook of app `{app}` (the secret is shown only now; a new one replaces it):\n  URL           {}\n  content type  application/json\n  secret        {}\n",
+                    text(&v["url"]),
+                    text(&v["secret"])
+                )
+            });
+        }
+        Command::App(AppCommand::Set { app, strict }) => {
+            let answer = client.post(&format!("/apps/{}/settings", segment(app)), &json!({ "strict": strict })).await?;
+            out(&answer, &|v| {
+                format!("app `{app}`: strict pushes {}\n", if v["strict"] == true { "on" } else { "off" })
+            });
+        }
+        Command::Instance(InstanceCommand::Set { app, instance, component, attrs, unset }) => {
+            let path = format!("/apps/{}/instances/{}", segment(app), segment(instance));
+            let body = json!({ "component": component, "attributes": attributes(attrs, unset)? });
+            let answer = client.post(&path, &body).await?;
+            out(&answer, &|v| {
+                let attrs = v["attributes"]
+                    .as_object()
+                    .map(|m| m.iter().map(|(k, v)| format!(" {k}={}", text(v))).collect::<String>())
+                    .unwrap_or_default();
+                format!(
+                    "instance `{instance}` of app `{app}`: component `{}`{}{}; {} agent(s) sent a new recipe\n",
+                    text(&v["component"]),
+                    if attrs.is_empty() { String::new() } else { format!(", attributes{attrs}") },
+                    if v["changed"] == true { "" } else { " (unchanged)" },
+                    v["sent_to"]
+                )
+            });
+        }
+        Command::Component(ComponentCommand::Set { app, component, attrs, unset }) => {
+            let path = format!("/apps/{}/components/{}", segment(app), segment(component));
+            let answer = client.post(&path, &json!({ "attributes": attributes(attrs, unset)? })).await?;
+            out(&answer, &|v| {
+                format!(
+                    "component `{component}` of app `{app}`: {}; {} agent(s) sent a new recipe\n",
+                    if v["changed"] == true { "attributes set" } else { "unchanged" },
+                    v["sent_to"]
+                )
+            });
+        }
+        Command::Reload { app, instances } => {
+            let path = format!("/apps/{}/reload", segment(app));
+            let answer = client.post(&path, &json!({ "instances": instances })).await?;
+            out(&answer, &|v| {
+                let mut s = String::new();
+                for id in v["reloaded"].as_array().into_iter().flatten() {
+                    let _ = writeln!(s, "{}: round starting now", text(id));
+                }
+                for id in v["not_connected"].as_array().into_iter().flatten() {
+                    let _ = writeln!(s, "{}: not connected (its agent runs a round when it connects)", text(id));
+                }
+                s
+            });
+        }
+        Command::Instance(InstanceCommand::Add { app, instance, component }) => {
             let path = format!("/apps/{}/instances", segment(app));
-            let answer = client.post(&path, &json!({ "id": instance })).await?;
+            let answer = client.post(&path, &json!({ "id": instance, "component": component })).await?;
             if !cli.json {
                 eprintln!("added instance `{instance}` to app `{app}`; its agent config follows (keep it: the secret is shown only now)");
             }
@@ -268,7 +395,7 @@ async fn operator(cli: &Cli) -> Result<(), Failure> {
             out(&answer, &|v| {
                 lines(&v["instances"], |i| {
                     let connected = if i["connected"] == true { "connected" } else { "-" };
-                    format!("{}\t{connected}", text(&i["instance_id"]))
+                    format!("{}\t{}\t{connected}", text(&i["instance_id"]), text(&i["component"]))
                 })
             });
         }
@@ -284,6 +411,11 @@ async fn operator(cli: &Cli) -> Result<(), Failure> {
                 failure.message = format!("{}: {}", file.display(), failure.message);
                 failure
             })?;
+            if !cli.json {
+                for w in answer["warnings"].as_array().into_iter().flatten() {
+                    eprintln!("{}: {}", file.display(), render_diagnostic(w));
+                }
+            }
             out(&answer, &|v| {
                 let version = &v["recipe_version"];
                 if v["unchanged"] == true {
@@ -296,8 +428,12 @@ async fn operator(cli: &Cli) -> Result<(), Failure> {
                 }
             });
         }
-        Command::Recipe(RecipeCommand::Show { app }) => {
-            let answer = client.get(&format!("/apps/{}/recipe", segment(app))).await?;
+        Command::Recipe(RecipeCommand::Show { app, instance }) => {
+            let mut path = format!("/apps/{}/recipe", segment(app));
+            if let Some(instance) = instance {
+                path.push_str(&format!("?instance={}", segment(instance)));
+            }
+            let answer = client.get(&path).await?;
             out(&answer, &|v| format!("{}\n", pretty(v)));
         }
         Command::Done { app, instance, state_id, recipe_version } => {
@@ -401,10 +537,8 @@ pub fn wire_form(file: &Path) -> Result<Value, Failure> {
         }
         Failure::new(Exit::Invalid, format!("{name}: {errors} error(s); nothing pushed"))
     })?;
-    for mut w in warnings {
-        w.file = Some(name.clone());
-        eprintln!("{w}");
-    }
+    // The hub checks again (links need the app) and answers with every warning: printed then.
+    drop(warnings);
     Ok(wire)
 }
 
@@ -422,16 +556,18 @@ fn status_table(v: &Value) -> String {
     let _ = writeln!(s, "app {}: recipe version {version}{target}\n", text(&v["app_id"]));
     let instances = v["instances"].as_array().cloned().unwrap_or_default();
     let width = instances.iter().map(|i| text(&i["instance_id"]).len()).max().unwrap_or(0).max(8);
+    let cwidth = instances.iter().map(|i| text(&i["component"]).len()).max().unwrap_or(0).max(9);
     let _ = writeln!(
         s,
-        "{:<width$}  {:<9}  {:<6}  {:<5}  {:<11}  {:<10}  LAST SEEN",
-        "INSTANCE", "CONNECTED", "RECIPE", "ROUND", "RESULT", "AGENT"
+        "{:<width$}  {:<cwidth$}  {:<9}  {:<6}  {:<5}  {:<11}  {:<10}  LAST SEEN",
+        "INSTANCE", "COMPONENT", "CONNECTED", "RECIPE", "ROUND", "RESULT", "AGENT"
     );
     for i in &instances {
         let _ = writeln!(
             s,
-            "{:<width$}  {:<9}  {:<6}  {:<5}  {:<11}  {:<10}  {}",
+            "{:<width$}  {:<cwidth$}  {:<9}  {:<6}  {:<5}  {:<11}  {:<10}  {}",
             text(&i["instance_id"]),
+            text(&i["component"]),
             if i["connected"] == true { "yes" } else { "no" },
             or_dash(&i["recipe_version"]),
             or_dash(&i["round"]),
@@ -453,6 +589,11 @@ fn status_table(v: &Value) -> String {
                 text(&u["phase"]),
                 text(&u["at"])
             );
+        }
+    }
+    for i in &instances {
+        for w in i["waiting"].as_array().into_iter().flatten() {
+            let _ = writeln!(s, "{}: {} {}", text(&i["instance_id"]), text(&w["state_id"]), text(&w["message"]));
         }
     }
     for i in &instances {

@@ -20,6 +20,7 @@ pub mod quickstart;
 pub mod recipe;
 pub mod registry;
 pub mod releases;
+pub mod render;
 pub mod server;
 pub mod shared;
 pub mod store;

@@ -1,63 +1,381 @@
-//! Recipes as the hub sees them: validated on push (shape and parameters only — the hub never
-//! checks or applies a state), and each app's current version kept parsed in memory with its
-//! encoded `RecipeMetadata` frame and its `meta.wait` references.
+//! Recipes as the hub sees them. An app's recipe (the *source*, versioned as pushed) is either one
+//! list of states that every instance runs, or a set of **components**, each its own list, every
+//! instance running the list of the component it belongs to. Each instance gets its own rendered
+//! recipe (links and Jinja resolved for it, `render.rs`) with its own version stream: a push or a
+//! change of facts that renders identically for an instance sends it nothing.
+//!
+//! The hub validates shape and parameters on push (never checks or applies a state), keeps each
+//! app's source and each instance's current recipe in memory, and sends an instance its recipe
+//! whenever it renders differently.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use opsagent_proto::HubMessage;
-use opsagent_recipe::Diagnostic;
+use opsagent_recipe::{Diagnostic, Kind};
 use opsagent_states::Module;
 use serde_json::Value;
 
 use opsagent_recipe::node::{self, Node, Value as NodeValue};
 
 use crate::registry::Outgoing;
+use crate::render::{self, Member, Rendered, World};
 use crate::shared::Shared;
-use crate::store::{Pushed, RecipeRow, Store};
+use crate::store::{InstanceRecipeRow, Pushed, RecipeRow, Store};
 use crate::waits::{self, parse_reference, WaitSpec};
 
-/// An app's current recipe version, ready to send.
+/// An app's recipe as pushed.
+#[derive(Debug)]
+pub struct Source {
+    pub version: u64,
+    /// `{"recipe_version", "state"}` or `{"recipe_version", "component"}` (+ `retries`).
+    pub body: Value,
+    /// Component name → its states; `None` when every instance runs `shared`.
+    pub components: Option<BTreeMap<String, Vec<Value>>>,
+    pub shared: Vec<Value>,
+    pub retries: Option<Value>,
+}
+
+impl Source {
+    pub fn from_row(row: RecipeRow) -> Source {
+        let components = row.body.get("component").and_then(Value::as_object).map(|map| {
+            map.iter()
+                .map(|(name, c)| (name.clone(), c.get("state").and_then(Value::as_array).cloned().unwrap_or_default()))
+                .collect()
+        });
+        let shared = row.body.get("state").and_then(Value::as_array).cloned().unwrap_or_default();
+        let retries = row.body.get("retries").filter(|r| !r.is_null()).cloned();
+        Source { version: row.version, body: row.body, components, shared, retries }
+    }
+
+    /// The states an instance of `component` runs.
+    pub fn states_for(&self, component: &str) -> &[Value] {
+        match &self.components {
+            Some(components) => components.get(component).map(Vec::as_slice).unwrap_or(&[]),
+            None => &self.shared,
+        }
+    }
+
+    /// The component names the recipe defines.
+    pub fn component_names(&self) -> BTreeSet<String> {
+        self.components.as_ref().map(|c| c.keys().cloned().collect()).unwrap_or_default()
+    }
+}
+
+/// One instance's current recipe, ready to send.
 #[derive(Debug)]
 pub struct CurrentRecipe {
     pub version: u64,
+    /// The app recipe version it was rendered from.
+    pub source_version: u64,
     /// The wire form `{"recipe_version", "state": [...]}`.
     pub body: Value,
     /// The encoded `RecipeMetadata` frame.
     pub frame: Arc<str>,
+    /// The state ids in order (as the agent reads them).
+    pub ids: Vec<String>,
     /// State id → position in the recipe.
     pub order: HashMap<String, usize>,
     /// The `meta.wait` states and what they wait for.
     pub waits: Vec<WaitSpec>,
+    /// The states held (links not resolved yet): id → why.
+    pub holds: Vec<(String, String)>,
 }
 
-/// A recipe body that passed validation, reduced to what is stored.
+impl CurrentRecipe {
+    pub fn from_row(row: InstanceRecipeRow) -> CurrentRecipe {
+        let states: Vec<Value> = row.body.get("state").and_then(Value::as_array).cloned().unwrap_or_default();
+        let frame = opsagent_proto::encode(&HubMessage::RecipeMetadata {
+            recipe_version: row.version,
+            module: None,
+            state: Some(states.clone()),
+            retries: row.body.get("retries").and_then(Value::as_u64).and_then(|r| u32::try_from(r).ok()),
+        });
+        let mut ids = Vec::new();
+        let mut waits = Vec::new();
+        let mut holds = Vec::new();
+        if let Ok(recipe) = opsagent_recipe::from_json(&row.body) {
+            ids = recipe.states.iter().map(|s| s.id.clone()).collect();
+            if let Ok((compiled, _)) = opsagent_states::compile(&recipe) {
+                for c in &compiled {
+                    match &c.module {
+                        Module::Wait(wait) => waits.push(WaitSpec {
+                            state_id: c.state.id.clone(),
+                            references: wait.refs.iter().map(|r| parse_reference(r)).collect(),
+                        }),
+                        Module::Hold(hold) => holds.push((c.state.id.clone(), hold.reason.clone())),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        let order = ids.iter().enumerate().map(|(i, id)| (id.clone(), i)).collect();
+        CurrentRecipe {
+            version: row.version,
+            source_version: row.source_version,
+            body: row.body,
+            frame: frame.into(),
+            ids,
+            order,
+            waits,
+            holds,
+        }
+    }
+
+    /// The id of a state named by id or by its 1-based position.
+    pub fn resolve_state(&self, id_or_position: &str) -> Option<&str> {
+        if let Some(&i) = self.order.get(id_or_position) {
+            return Some(&self.ids[i]);
+        }
+        let n: usize = id_or_position.parse().ok()?;
+        self.ids.get(n.checked_sub(1)?).map(String::as_str)
+    }
+}
+
+/// What the hub holds of one app's recipes.
+#[derive(Debug, Default, Clone)]
+pub struct AppRecipes {
+    pub source: Option<Arc<Source>>,
+    /// Instance id → its current recipe.
+    pub instances: HashMap<String, Arc<CurrentRecipe>>,
+}
+
+impl AppRecipes {
+    /// Whether any instance's recipe has a wait the hub may release by itself.
+    pub fn has_waits(&self) -> bool {
+        self.instances.values().any(|r| !r.waits.is_empty())
+    }
+}
+
+/// Every app's recipes, loaded from the store on first use.
+#[derive(Default)]
+pub struct RecipeCache {
+    apps: Mutex<HashMap<String, Arc<AppRecipes>>>,
+    /// One render at a time, so that a render made from older facts never lands after a newer one.
+    render: tokio::sync::Mutex<()>,
+}
+
+impl RecipeCache {
+    /// The app's recipes.
+    pub async fn app(&self, store: &Store, app: &str) -> anyhow::Result<Arc<AppRecipes>> {
+        if let Some(recipes) = self.cached(app) {
+            return Ok(recipes);
+        }
+        let source = store.current_recipe(app).await?.map(|row| Arc::new(Source::from_row(row)));
+        let instances = store
+            .current_instance_recipes(app)
+            .await?
+            .into_iter()
+            .map(|row| (row.instance_id.clone(), Arc::new(CurrentRecipe::from_row(row))))
+            .collect();
+        let loaded = Arc::new(AppRecipes { source, instances });
+        let mut apps = self.lock();
+        Ok(apps.entry(app.to_string()).or_insert(loaded).clone())
+    }
+
+    /// The app's current source recipe, `None` if it has none.
+    pub async fn source(&self, store: &Store, app: &str) -> anyhow::Result<Option<Arc<Source>>> {
+        Ok(self.app(store, app).await?.source.clone())
+    }
+
+    /// An instance's current recipe, `None` before it has one.
+    pub async fn current(
+        &self,
+        store: &Store,
+        app: &str,
+        instance: &str,
+    ) -> anyhow::Result<Option<Arc<CurrentRecipe>>> {
+        Ok(self.app(store, app).await?.instances.get(instance).cloned())
+    }
+
+    /// The app's recipes if loaded already (no I/O).
+    pub fn cached(&self, app: &str) -> Option<Arc<AppRecipes>> {
+        self.lock().get(app).cloned()
+    }
+
+    fn set_source(&self, app: &str, source: Arc<Source>) {
+        let mut apps = self.lock();
+        let entry = apps.entry(app.to_string()).or_default();
+        if entry.source.as_ref().is_none_or(|s| s.version < source.version) {
+            Arc::make_mut(entry).source = Some(source);
+        }
+    }
+
+    fn set_instance(&self, app: &str, instance: &str, recipe: Arc<CurrentRecipe>) -> Arc<CurrentRecipe> {
+        let mut apps = self.lock();
+        let entry = Arc::make_mut(apps.entry(app.to_string()).or_default());
+        let slot = entry.instances.entry(instance.to_string()).or_insert_with(|| recipe.clone());
+        if slot.version < recipe.version {
+            *slot = recipe;
+        }
+        slot.clone()
+    }
+
+    fn forget_instance(&self, app: &str, instance: &str) {
+        if let Some(entry) = self.lock().get_mut(app) {
+            Arc::make_mut(entry).instances.remove(instance);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<AppRecipes>>> {
+        // Each operation is a single get or insert: a poisoned map is still consistent.
+        self.apps.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A recipe body that passed validation: the source to store, `{"state"}` or `{"component"}`
+/// (+ `retries`), without `recipe_version`.
 #[derive(Debug, Clone)]
 pub struct Validated {
-    pub state: Value,
-    pub retries: Option<Value>,
+    pub source: Value,
 }
 
-/// Validates a pushed body `{"state": [...], "retries"?}` (any `recipe_version` is ignored).
-pub fn validate(body: &Value) -> Result<Validated, Vec<Diagnostic>> {
-    let Some(state) = body.get("state").filter(|s| s.is_array()) else {
-        let d = Diagnostic::error(opsagent_recipe::Kind::Shape, "the recipe has no `state` list")
-            .with_hint("send the wire form: {\"state\": [{\"id\", \"module\", \"parameter\"}, …]}");
-        return Err(vec![d]);
-    };
-    let mut candidate = serde_json::json!({ "state": state });
+/// The world links are checked against at push: the app's instances and components.
+pub async fn world(shared: &Shared, app: &str, source: Option<&Source>) -> anyhow::Result<World> {
+    let instances = shared.store.list_instances(app).await?;
+    let members = instances.into_iter().map(|i| Member { id: i.id, component: i.component, facts: i.facts }).collect();
+    let attrs = shared.store.attributes(app).await?;
+    let components = source.map(Source::component_names).unwrap_or_default();
+    Ok(World { members, attrs, components })
+}
+
+/// Validates a pushed body: `{"state": [...]}` (one list every instance runs) or
+/// `{"component": {NAME: {"state": [...]}}}` (the IDE export), `retries` optional, any
+/// `recipe_version` ignored. Links are checked against `world` (its components are taken from the
+/// body). `strict` refuses the original's tolerated shapes (unknown parameters, aliases…). Returns
+/// the source to store and the warnings, or every diagnostic.
+pub fn validate(
+    body: &Value,
+    world: &mut World,
+    strict: bool,
+) -> Result<(Validated, Vec<Diagnostic>), Vec<Diagnostic>> {
     let retries = body.get("retries").filter(|r| !r.is_null()).cloned();
+    let mut source = serde_json::Map::new();
+    let lists: Vec<(Option<String>, Vec<Value>)> = match normalize(body) {
+        Some(Form::Shared(states)) => {
+            source.insert("state".into(), Value::Array(states.clone()));
+            vec![(None, states)]
+        }
+        Some(Form::Components(components)) => {
+            let mut map = serde_json::Map::new();
+            for (name, states) in &components {
+                map.insert(name.clone(), serde_json::json!({ "state": states }));
+            }
+            source.insert("component".into(), Value::Object(map));
+            world.components = components.iter().map(|(n, _)| n.clone()).collect();
+            components.into_iter().map(|(n, s)| (Some(n), s)).collect()
+        }
+        None => {
+            let d = Diagnostic::error(Kind::Shape, "the recipe has no `state` list and no `component` map").with_hint(
+                "send {\"state\": [{\"id\", \"module\", \"parameter\"}, …]} or the IDE export {\"component\": {\"db\": {\"state\": [...]}}}",
+            );
+            return Err(vec![d]);
+        }
+    };
     if let Some(retries) = &retries {
+        source.insert("retries".into(), retries.clone());
+    }
+    let mut diagnostics = Vec::new();
+    for (component, states) in &lists {
+        if let Some(name) = component {
+            if !name_ok(name) {
+                diagnostics.push(
+                    Diagnostic::error(Kind::Shape, format!("`{name}` is not a usable component name"))
+                        .with_hint("use 1 to 64 letters, digits, `.`, `_` or `-`"),
+                );
+            }
+        }
+        let mut found = check_states(states, retries.as_ref());
+        render::check_source(states, world, &mut found);
+        if let Some(name) = component {
+            for d in &mut found {
+                d.message = format!("component `{name}`: {}", d.message);
+            }
+        }
+        diagnostics.extend(found);
+    }
+    if let Some(components) = lists.iter().map(|(c, _)| c.clone()).collect::<Option<BTreeSet<String>>>() {
+        let mut idle: Vec<&str> =
+            world.members.iter().filter(|m| !components.contains(&m.component)).map(|m| m.id.as_str()).collect();
+        idle.sort();
+        if !idle.is_empty() {
+            diagnostics.push(
+                Diagnostic::warning(
+                    Kind::Shape,
+                    format!("instance(s) {} belong to no component of this recipe: they run no state", idle.join(", ")),
+                )
+                .with_hint("move them with `opsagent-hub instance set APP INSTANCE --component NAME`"),
+            );
+        }
+    }
+    if strict {
+        diagnostics = diagnostics.into_iter().map(strict_diagnostic).collect();
+    }
+    diagnostics.sort_by_key(|d| !d.is_error());
+    if diagnostics.iter().any(Diagnostic::is_error) {
+        return Err(diagnostics);
+    }
+    Ok((Validated { source: Value::Object(source) }, diagnostics))
+}
+
+/// Under a strict setting, what the original tolerated is an error.
+fn strict_diagnostic(mut d: Diagnostic) -> Diagnostic {
+    if matches!(d.kind, Kind::UnknownParameter | Kind::IgnoredKey | Kind::DuplicateId) {
+        d.severity = opsagent_recipe::Severity::Error;
+        d.message = format!("{} (refused: the app's pushes are strict)", d.message);
+    }
+    d
+}
+
+fn name_ok(name: &str) -> bool {
+    (1..=64).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+}
+
+/// The two shapes of a recipe body.
+enum Form {
+    Shared(Vec<Value>),
+    Components(Vec<(String, Vec<Value>)>),
+}
+
+/// Reads the accepted spellings: a bare list, `state`/`states`, `component`/`components` (each
+/// component's list under `state` or `states`).
+fn normalize(body: &Value) -> Option<Form> {
+    if let Some(list) = body.as_array() {
+        return Some(Form::Shared(list.clone()));
+    }
+    let list_of = |v: &Value| v.get("state").or_else(|| v.get("states")).and_then(Value::as_array).cloned();
+    if let Some(map) = body.get("component").or_else(|| body.get("components")).and_then(Value::as_object) {
+        let components = map.iter().map(|(name, c)| (name.clone(), list_of(c).unwrap_or_default())).collect();
+        return Some(Form::Components(components));
+    }
+    list_of(body).map(Form::Shared)
+}
+
+/// Checks one list of states like `opsagent validate`; the parameters of a state with links or
+/// Jinja are checked once rendered (per instance), not here.
+fn check_states(states: &[Value], retries: Option<&Value>) -> Vec<Diagnostic> {
+    let mut candidate = serde_json::json!({ "state": states });
+    if let Some(retries) = retries {
         candidate["retries"] = retries.clone();
     }
-    check_text(&candidate.to_string()).map_err(|mut diagnostics| {
-        // Positions would point into our own serialization, not into anything the user wrote.
-        for d in &mut diagnostics {
+    let templated: BTreeSet<usize> =
+        states.iter().enumerate().filter(|(_, s)| render::is_templated(s)).map(|(i, _)| i + 1).collect();
+    let diagnostics = match check_text(&candidate.to_string()) {
+        Ok(warnings) => warnings,
+        Err(all) => all,
+    };
+    diagnostics
+        .into_iter()
+        .filter(|d| {
+            let of_templated = d.state.as_ref().is_some_and(|s| templated.contains(&s.number));
+            !(of_templated && d.is_error() && d.param.is_some())
+        })
+        .map(|mut d| {
+            // Positions would point into our own serialization, not into anything the user wrote.
             d.pos = None;
-        }
-        diagnostics
-    })?;
-    Ok(Validated { state: state.clone(), retries })
+            d
+        })
+        .collect()
 }
 
 /// Checks a recipe's text (any form) like `opsagent validate`: every problem of every readable
@@ -77,22 +395,41 @@ pub fn check_text(text: &str) -> Result<Vec<Diagnostic>, Vec<Diagnostic>> {
     Ok(diagnostics)
 }
 
-/// Reads a recipe's text (any of the three forms, YAML or JSON) like `opsagent validate`, and
-/// gives its wire form `{"state": [...], "retries"?}` with the warnings; every diagnostic (with
-/// positions in `text`) when it is invalid.
+/// Reads a recipe's text (YAML or JSON; a bare list, `states:`, the IDE export `component:` or
+/// our `components:`) and gives the body to push — `{"state": [...]}` or `{"component": {...}}`
+/// (+ `retries`) — with the warnings; every diagnostic when it is invalid. Links are checked by
+/// the hub, which knows the app's instances.
 pub fn wire_form(text: &str) -> Result<(Value, Vec<Diagnostic>), Vec<Diagnostic>> {
-    let warnings = check_text(text)?;
-    // Valid, so it parses.
-    let recipe = opsagent_recipe::parse_str(text).map_err(|e| e.diagnostics)?;
     let root = match node::parse_yaml(text) {
         Ok(root) => node_to_json(&root),
-        Err(_) => serde_json::from_str(text).unwrap_or(Value::Null),
+        Err(_) => match serde_json::from_str(text) {
+            Ok(root) => root,
+            // Not readable: the reader says where.
+            Err(_) => return Err(check_text(text).err().unwrap_or_else(|| vec![no_states()])),
+        },
     };
-    let mut wire = serde_json::json!({ "state": states_of(&root) });
-    if let Some(retries) = recipe.retries {
-        wire["retries"] = serde_json::json!(retries);
+    let body = match normalize(&root) {
+        Some(Form::Shared(states)) => serde_json::json!({ "state": states }),
+        Some(Form::Components(components)) => {
+            let map: serde_json::Map<String, Value> =
+                components.into_iter().map(|(n, s)| (n, serde_json::json!({ "state": s }))).collect();
+            serde_json::json!({ "component": map })
+        }
+        // The reader names what is wrong with the shape.
+        None => return Err(check_text(text).err().unwrap_or_else(|| vec![no_states()])),
+    };
+    let mut body = body;
+    if let Some(retries) = root.get("retries").filter(|r| !r.is_null()) {
+        body["retries"] = retries.clone();
     }
-    Ok((wire, warnings))
+    let (_, warnings) = validate(&body, &mut World::default(), false)?;
+    // Unknown link names are the hub's to judge: it knows the app.
+    Ok((body, warnings))
+}
+
+fn no_states() -> Diagnostic {
+    Diagnostic::error(Kind::Shape, "the recipe has no `states` list and no `components` map")
+        .with_hint("write `states: [...]`, or `components: {db: {states: [...]}, web: {states: [...]}}`")
 }
 
 /// What pushing a recipe did.
@@ -101,15 +438,17 @@ pub struct PushOutcome {
     pub version: u64,
     /// Identical to the current version: nothing stored or sent.
     pub unchanged: bool,
-    /// How many connected agents it was sent to.
+    /// How many connected agents were sent a new recipe.
     pub sent_to: usize,
 }
 
-/// Stores a validated recipe as the app's next version, sends it to every connected agent of
-/// the app (which preempts their rounds), and releases the waits that are ready. The one push
-/// path of the API, the CLI (through the API) and the dashboard.
+/// Stores a validated recipe as the app's next version, renders it for every instance, sends each
+/// connected instance whose recipe changed its new one (which preempts its round), and releases
+/// the waits that are ready. The one push path of the API, the CLI (through the API) and the
+/// dashboard.
 pub async fn push(shared: &Shared, app: &str, validated: Validated) -> anyhow::Result<PushOutcome> {
-    let pushed = shared.store.push_recipe(app, &validated.state, validated.retries.as_ref()).await?;
+    let guard = shared.recipes.render.lock().await;
+    let pushed = shared.store.push_recipe(app, &validated.source).await?;
     let version = match pushed {
         Pushed::Unchanged(version) => {
             tracing::info!(app_id = %app, recipe_version = version, "recipe pushed again unchanged: nothing sent");
@@ -118,112 +457,117 @@ pub async fn push(shared: &Shared, app: &str, validated: Validated) -> anyhow::R
         Pushed::Created(version) => version,
     };
     shared.metrics.recipe_pushed();
-    let mut body = serde_json::json!({ "recipe_version": version, "state": validated.state });
-    if let Some(retries) = validated.retries {
-        body["retries"] = retries;
-    }
-    let current = Arc::new(CurrentRecipe::from_row(RecipeRow { version, body }));
-    let current = shared.recipes.update(app, current);
-    let sent_to =
-        shared.registry.broadcast(app, &Outgoing::Recipe { version: current.version, frame: current.frame.clone() });
+    let mut body = validated.source;
+    body["recipe_version"] = version.into();
+    shared.recipes.set_source(app, Arc::new(Source::from_row(RecipeRow { version, body })));
+    let sent_to = render_locked(shared, app).await?;
+    drop(guard);
     tracing::info!(app_id = %app, recipe_version = version, sent_to, "recipe pushed");
     shared.events.publish(app, None, crate::dashboard::EventKind::Recipe);
     waits::release_ready(shared, app).await?;
     Ok(PushOutcome { version, unchanged: false, sent_to })
 }
 
-impl CurrentRecipe {
-    pub fn from_row(row: RecipeRow) -> CurrentRecipe {
-        let states: Vec<Value> = row.body.get("state").and_then(Value::as_array).cloned().unwrap_or_default();
-        let order = states
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| {
-                let id = s.get("id").or_else(|| s.get("stateid"))?.as_str()?;
-                Some((id.to_string(), i))
-            })
-            .collect();
-        let frame = opsagent_proto::encode(&HubMessage::RecipeMetadata {
-            recipe_version: row.version,
-            module: None,
-            state: Some(states),
-            retries: row.body.get("retries").and_then(Value::as_u64).and_then(|r| u32::try_from(r).ok()),
+/// Renders the app's recipe again for every instance (after facts, membership or attributes
+/// changed), sends the instances whose recipe changed, and releases the waits that became ready.
+/// Returns how many instances were sent a new recipe.
+pub async fn rerender(shared: &Shared, app: &str) -> anyhow::Result<usize> {
+    let sent = {
+        let _guard = shared.recipes.render.lock().await;
+        render_locked(shared, app).await?
+    };
+    if sent > 0 {
+        shared.events.publish(app, None, crate::dashboard::EventKind::Recipe);
+    }
+    waits::release_ready(shared, app).await?;
+    Ok(sent)
+}
+
+/// Forgets a removed instance's recipe (the store keeps the rows for the history).
+pub fn forget(shared: &Shared, app: &str, instance: &str) {
+    shared.recipes.forget_instance(app, instance);
+}
+
+async fn render_locked(shared: &Shared, app: &str) -> anyhow::Result<usize> {
+    let recipes = shared.recipes.app(&shared.store, app).await?;
+    let Some(source) = recipes.source.clone() else {
+        return Ok(0);
+    };
+    let world = world(shared, app, Some(&source)).await?;
+    let mut sent = 0;
+    for member in &world.members {
+        let body = render_for(&source, &world, member);
+        let unchanged = recipes.instances.get(&member.id).is_some_and(|current| {
+            let mut stored = current.body.clone();
+            if let Some(map) = stored.as_object_mut() {
+                map.remove("recipe_version");
+            }
+            stored == body
         });
-        CurrentRecipe { version: row.version, waits: waits_of(&row.body), body: row.body, frame: frame.into(), order }
-    }
-}
-
-/// Every app's current recipe, loaded from the store on first use.
-#[derive(Default)]
-pub struct RecipeCache {
-    apps: Mutex<HashMap<String, Arc<CurrentRecipe>>>,
-}
-
-impl RecipeCache {
-    /// The app's current recipe, `None` if it has none.
-    pub async fn current(&self, store: &Store, app: &str) -> anyhow::Result<Option<Arc<CurrentRecipe>>> {
-        if let Some(recipe) = self.lock().get(app) {
-            return Ok(Some(recipe.clone()));
+        if unchanged {
+            continue;
         }
-        let Some(row) = store.current_recipe(app).await? else {
-            return Ok(None);
+        let version = match shared.store.store_instance_recipe(app, &member.id, source.version, &body).await? {
+            Pushed::Unchanged(_) => continue,
+            Pushed::Created(version) => version,
         };
-        let recipe = Arc::new(CurrentRecipe::from_row(row));
-        Ok(Some(self.update(app, recipe)))
-    }
-
-    /// The app's current recipe if it is loaded already (no I/O).
-    pub fn cached(&self, app: &str) -> Option<Arc<CurrentRecipe>> {
-        self.lock().get(app).cloned()
-    }
-
-    /// Records a version as current, unless a newer one already is; returns the current one.
-    pub fn update(&self, app: &str, recipe: Arc<CurrentRecipe>) -> Arc<CurrentRecipe> {
-        let mut apps = self.lock();
-        let entry = apps.entry(app.to_string()).or_insert_with(|| recipe.clone());
-        if entry.version < recipe.version {
-            *entry = recipe;
+        let mut full = body;
+        full["recipe_version"] = version.into();
+        let row =
+            InstanceRecipeRow { instance_id: member.id.clone(), version, source_version: source.version, body: full };
+        let current = shared.recipes.set_instance(app, &member.id, Arc::new(CurrentRecipe::from_row(row)));
+        for (state_id, reason) in &current.holds {
+            tracing::info!(app_id = %app, instance_id = %member.id, state_id = %state_id, reason = %reason, "state held");
         }
-        entry.clone()
+        let message = Outgoing::Recipe { version: current.version, frame: current.frame.clone() };
+        if shared.registry.send(app, &member.id, message).is_ok() {
+            sent += 1;
+        }
+        tracing::info!(app_id = %app, instance_id = %member.id, recipe_version = version,
+            source_version = source.version, "recipe rendered");
     }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<CurrentRecipe>>> {
-        // Each operation is a single get or insert: a poisoned map is still consistent.
-        self.apps.lock().unwrap_or_else(|e| e.into_inner())
-    }
+    Ok(sent)
 }
 
-/// The `meta.wait` states of a stored (so valid) recipe, through the module's own `from_params`.
-fn waits_of(body: &Value) -> Vec<WaitSpec> {
-    let Ok(recipe) = opsagent_recipe::from_json(body) else {
-        return Vec::new();
-    };
-    let Ok((compiled, _warnings)) = opsagent_states::compile(&recipe) else {
-        return Vec::new();
-    };
-    compiled
+/// The wire body (without `recipe_version`) of one instance: its component's states, each
+/// rendered for it, held where a link is not resolved or the rendered parameters are invalid.
+pub fn render_for(source: &Source, world: &World, member: &Member) -> Value {
+    let states: Vec<Value> = source
+        .states_for(&member.component)
         .iter()
-        .filter_map(|c| match &c.module {
-            Module::Wait(wait) => Some(WaitSpec {
-                state_id: c.state.id.clone(),
-                references: wait.refs.iter().map(|r| parse_reference(r)).collect(),
-            }),
-            _ => None,
+        .map(|state| match render::render_state(state, world, &member.id) {
+            Rendered::Held { reason } => render::held_state(state, &reason),
+            Rendered::State(rendered) if render::is_templated(state) => match check_rendered(&rendered) {
+                Ok(()) => rendered,
+                Err(reason) => render::held_state(state, &reason),
+            },
+            Rendered::State(rendered) => rendered,
         })
-        .collect()
+        .collect();
+    let mut body = serde_json::json!({ "state": states });
+    if let Some(retries) = &source.retries {
+        body["retries"] = retries.clone();
+    }
+    body
 }
 
-/// The list of states of any of the three recipe forms (the reader accepted the document).
-fn states_of(root: &Value) -> Value {
-    if root.is_array() {
-        return root.clone();
+/// A rendered state's parameters, checked by its module.
+fn check_rendered(state: &Value) -> Result<(), String> {
+    let candidate = serde_json::json!({ "state": [state] });
+    match check_text(&candidate.to_string()) {
+        Ok(_) => Ok(()),
+        Err(diagnostics) => {
+            let errors: Vec<String> = diagnostics
+                .iter()
+                .filter(|d| d.is_error())
+                .map(|d| match &d.param {
+                    Some(p) => format!("`{p}`: {}", d.message),
+                    None => d.message.clone(),
+                })
+                .collect();
+            Err(format!("rendered for this instance, the state is invalid: {}", errors.join("; ")))
+        }
     }
-    if let Some(components) = root.get("component").and_then(Value::as_object) {
-        let states: Vec<Value> =
-            components.values().filter_map(|c| c.get("state").and_then(Value::as_array)).flatten().cloned().collect();
-        return Value::Array(states);
-    }
-    root.get("states").or_else(|| root.get("state")).cloned().unwrap_or_else(|| serde_json::json!([]))
 }
 
 /// A YAML tree as JSON. Numbers stay numbers only when JSON writes them the same way (`0644`
@@ -242,4 +586,20 @@ fn node_to_json(node: &Node) -> Value {
             Value::Object(entries.iter().map(|e| (e.key.clone(), node_to_json(&e.value))).collect())
         }
     }
+}
+
+/// Orders a round now on each of `instances` (the original's *Reload States*): an idle agent
+/// starts one at once, a running round is preempted. Returns the instances ordered and those not
+/// connected.
+pub fn reload(shared: &Shared, app: &str, instances: &[String]) -> (Vec<String>, Vec<String>) {
+    let frame = opsagent_proto::encode(&HubMessage::Reload {});
+    let mut sent = Vec::new();
+    let mut offline = Vec::new();
+    for id in instances {
+        match shared.registry.send(app, id, Outgoing::Frame(frame.clone())) {
+            Ok(()) => sent.push(id.clone()),
+            Err(_) => offline.push(id.clone()),
+        }
+    }
+    (sent, offline)
 }

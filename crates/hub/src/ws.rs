@@ -23,6 +23,7 @@ use tracing::Instrument;
 use crate::auth::random_hex;
 use crate::dashboard::EventKind;
 use crate::metrics::Refusal;
+use crate::recipe;
 use crate::registry::{try_send, Outgoing, Peer, SendError};
 use crate::releases;
 use crate::shared::Shared;
@@ -77,7 +78,7 @@ enum End {
 async fn connection(shared: Arc<Shared>, socket: WebSocket, _permit: OwnedSemaphorePermit) {
     shared.metrics.connection_opened();
     let (mut sink, mut stream) = socket.split();
-    let Some(Authenticated { app, instance, welcome, recipe_version, agent_version }) =
+    let Some(Authenticated { app, instance, welcome, recipe_version, agent_version, facts }) =
         handshake(&shared, &mut sink, &mut stream).await
     else {
         return;
@@ -96,7 +97,7 @@ async fn connection(shared: Arc<Shared>, socket: WebSocket, _permit: OwnedSemaph
     let _ = try_send(&peer, Outgoing::Frame(opsagent_proto::encode(&welcome)));
     shared.registry.register(&app, &instance, peer.clone());
     shared.events.publish(&app, Some(&instance), EventKind::Connection);
-    let end = match greet(&shared, &app, &instance, recipe_version, &agent_version, &peer).await {
+    let end = match greet(&shared, &app, &instance, recipe_version, &agent_version, facts, &peer).await {
         Ok(()) => read_reports(&shared, &app, &instance, &peer, &mut stream).await,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "cannot read the store for a new connection");
@@ -137,6 +138,8 @@ struct Authenticated {
     recipe_version: Option<u64>,
     /// The agent's own version.
     agent_version: String,
+    /// The facts the agent reported.
+    facts: Option<opsagent_proto::Facts>,
 }
 
 /// Says `Hello`, reads and checks the `Handshake`. `None` when the connection was refused (and
@@ -196,6 +199,7 @@ async fn handshake(shared: &Shared, sink: &mut Sink, stream: &mut Stream) -> Opt
         hmac,
         recipe_version,
         init_errors,
+        facts,
     } = message
     else {
         shared.metrics.refused(Refusal::BadFrame);
@@ -245,18 +249,20 @@ async fn handshake(shared: &Shared, sink: &mut Sink, stream: &mut Stream) -> Opt
         tracing::warn!(app_id = %app_id, instance_id = %instance_id, init_errors = %clip(&errors), "agent reported errors at start");
     }
     let welcome = HubMessage::Welcome { instance_id: instance_id.clone(), last_seq };
-    Some(Authenticated { app: app_id, instance: instance_id, welcome, recipe_version, agent_version })
+    Some(Authenticated { app: app_id, instance: instance_id, welcome, recipe_version, agent_version, facts })
 }
 
-/// After `Welcome`: the upgrade order if the agent runs another version than its app's target,
-/// the current recipe if the agent runs another version, then every DONE of this version; then
-/// releases whatever waits became ready.
+/// After `Welcome`: the upgrade order if the agent runs another version than its app's target;
+/// its facts recorded (the app's recipes rendered again if they changed); its current recipe if
+/// the agent runs another version, then every DONE of this version; then releases whatever waits
+/// became ready.
 async fn greet(
     shared: &Shared,
     app: &str,
     instance: &str,
     agent_version: Option<u64>,
     agent_release: &str,
+    facts: Option<opsagent_proto::Facts>,
     peer: &Peer,
 ) -> anyhow::Result<()> {
     if let Some(target) = shared.store.target(app).await? {
@@ -266,7 +272,13 @@ async fn greet(
             }
         }
     }
-    let Some(recipe) = shared.recipes.current(&shared.store, app).await? else {
+    // An agent of the original protocol reports no facts: it still counts as connected.
+    let facts = facts.map(bounded).unwrap_or_default();
+    if shared.store.record_facts(app, instance, &facts).await? {
+        tracing::info!(app_id = %app, instance_id = %instance, "new facts: rendering the app's recipes again");
+        recipe::rerender(shared, app).await?;
+    }
+    let Some(recipe) = shared.recipes.current(&shared.store, app, instance).await? else {
         return Ok(());
     };
     if agent_version != Some(recipe.version) {
@@ -277,6 +289,19 @@ async fn greet(
     }
     waits::release_ready(shared, app).await?;
     Ok(())
+}
+
+/// Facts within the protocol's limits (a peer cannot make the hub store without bound).
+fn bounded(facts: opsagent_proto::Facts) -> opsagent_proto::Facts {
+    facts
+        .into_iter()
+        .filter(|(name, _)| name.len() <= opsagent_proto::MAX_FACT_LEN)
+        .take(opsagent_proto::MAX_FACTS)
+        .map(|(name, values)| {
+            let values = values.into_iter().filter(|v| v.len() <= opsagent_proto::MAX_FACT_LEN).take(64).collect();
+            (name, values)
+        })
+        .collect()
 }
 
 /// Reads reports until the connection ends.
@@ -308,6 +333,20 @@ async fn read_reports(shared: &Shared, app: &str, instance: &str, peer: &Peer, s
                 return End::Refuse(HubMessage::Error { message });
             }
         };
+        if let AgentMessage::Facts { facts } = message {
+            match shared.store.record_facts(app, instance, &bounded(facts)).await {
+                Ok(true) => {
+                    tracing::info!("the agent's facts changed: rendering the app's recipes again");
+                    if let Err(e) = recipe::rerender(shared, app).await {
+                        tracing::error!(error = %format!("{e:#}"), "cannot render the app's recipes");
+                    }
+                    shared.events.publish(app, Some(instance), EventKind::Connection);
+                }
+                Ok(false) => {}
+                Err(e) => tracing::error!(error = %format!("{e:#}"), "cannot store facts"),
+            }
+            continue;
+        }
         let report = match to_report(app, instance, message) {
             Ok(report) => report,
             Err(message) => {
@@ -342,7 +381,8 @@ async fn read_reports(shared: &Shared, app: &str, instance: &str, peer: &Peer, s
         }
         if let Effect::State { state_id, status, .. } = &report.effect {
             let succeeded = status == "ok" || status == "changed";
-            if succeeded && waits::is_referenced(shared, app, instance, state_id, report.recipe_version) {
+            let _ = state_id;
+            if succeeded && waits::may_release(shared, app) {
                 if let Err(e) = waits::release_ready(shared, app).await {
                     tracing::error!(error = %format!("{e:#}"), "cannot release waits");
                 }
@@ -368,6 +408,7 @@ fn to_report(app: &str, instance: &str, message: AgentMessage) -> Result<Report,
         AgentMessage::Handshake { .. } => {
             return Err("unexpected `Handshake`: this connection is authenticated already".into())
         }
+        AgentMessage::Facts { .. } => return Err("`Facts` carries no seq".into()),
         AgentMessage::StateLog(log) => state_report(app, instance, *log),
         AgentMessage::RoundStart { seq, recipe_version, round, ref started_at } => Report {
             seq,

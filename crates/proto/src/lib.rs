@@ -70,6 +70,9 @@ pub enum HubMessage {
     Ack { seq: u64 },
     /// The hub refuses the connection (bad HMAC, protocol error); it closes afterwards.
     Error { message: String },
+    /// Ours: run a round now (the original's *Reload States*): at once when idle, preempting the
+    /// running round otherwise. The recipe stays the same.
+    Reload {},
 }
 
 /// Messages from an agent to the hub.
@@ -90,6 +93,14 @@ pub enum AgentMessage {
         recipe_version: Option<u64>,
         #[serde(default)]
         init_errors: Option<String>,
+        /// Ours: what the instance knows of itself, for the hub's links (`@{db.PrivateIpAddress}`):
+        /// attribute name → values (several for a multi-valued attribute such as secondary IPs).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        facts: Option<Facts>,
+    },
+    /// Ours: the instance's facts changed since the handshake (the whole new set).
+    Facts {
+        facts: Facts,
     },
     StateLog(Box<StateLog>),
     /// A round starts.
@@ -180,7 +191,7 @@ impl AgentMessage {
             AgentMessage::RoundStart { seq, .. }
             | AgentMessage::RoundEnd { seq, .. }
             | AgentMessage::UpgradeStatus { seq, .. } => Some(*seq),
-            AgentMessage::Handshake { .. } => None,
+            AgentMessage::Handshake { .. } | AgentMessage::Facts { .. } => None,
         }
     }
 }
@@ -200,9 +211,17 @@ pub enum ProtoError {
     Malformed { code: String, message: String },
 }
 
-const AGENT_CODES: &[&str] = &["Handshake", "StateLog", "RoundStart", "RoundEnd", "UpgradeStatus"];
+const AGENT_CODES: &[&str] = &["Handshake", "Facts", "StateLog", "RoundStart", "RoundEnd", "UpgradeStatus"];
 const HUB_CODES: &[&str] =
-    &["Hello", "Welcome", "RecipeMetadata", "State", "AgentUpdate", "AppNotReady", "Ack", "Error"];
+    &["Hello", "Welcome", "RecipeMetadata", "State", "AgentUpdate", "AppNotReady", "Ack", "Error", "Reload"];
+
+/// An instance's facts: attribute name (`PrivateIpAddress`, `Hostname`, …) → its values, first
+/// the primary one. Sorted by name, so that equal sets encode equally.
+pub type Facts = std::collections::BTreeMap<String, Vec<String>>;
+
+/// Most facts an agent may report, and the longest name and value the hub keeps.
+pub const MAX_FACTS: usize = 256;
+pub const MAX_FACT_LEN: usize = 1024;
 
 /// Decodes a frame an agent sent.
 pub fn decode_agent(text: &str) -> Result<AgentMessage, ProtoError> {

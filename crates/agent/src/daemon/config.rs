@@ -52,6 +52,11 @@ pub struct Config {
     pub install_root: PathBuf,
     /// How long a new version has to reach the hub before it is rolled back.
     pub upgrade_confirm: Duration,
+    /// `[facts]`: facts the operator sets, overriding or adding to the collected ones.
+    pub facts: opsagent_proto::Facts,
+    /// Where the EC2 instance metadata service answers (`None`: only asked on EC2, at its
+    /// link-local address); a test points it at loopback.
+    pub imds_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -71,6 +76,8 @@ struct Raw {
     update_public_key: Option<String>,
     install_root: Option<PathBuf>,
     upgrade_confirm_secs: Option<u64>,
+    facts: Option<std::collections::BTreeMap<String, FactValue>>,
+    imds_url: Option<String>,
     #[serde(flatten)]
     unknown: std::collections::BTreeMap<String, toml::Value>,
 }
@@ -91,7 +98,17 @@ const KEYS: &[&str] = &[
     "update_public_key",
     "install_root",
     "upgrade_confirm_secs",
+    "facts",
+    "imds_url",
 ];
+
+/// A `[facts]` value: one string, or a list for a multi-valued attribute.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum FactValue {
+    One(String),
+    Many(Vec<String>),
+}
 
 /// What reading the configuration found: the config, or every error; warnings either way.
 pub struct Loaded {
@@ -161,6 +178,20 @@ pub fn load(path: &Path) -> Loaded {
     if !install_root.is_absolute() {
         errors.push(format!("`{shown}`: `install_root`: `{}` is not an absolute path", install_root.display()));
     }
+    let mut facts = opsagent_proto::Facts::new();
+    for (name, value) in raw.facts.unwrap_or_default() {
+        let values = match value {
+            FactValue::One(v) => vec![v],
+            FactValue::Many(v) => v,
+        };
+        if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') || name.is_empty() {
+            errors.push(format!(
+                "`{shown}`: `[facts]`: `{name}` is not a usable attribute name; use letters, digits, `_` and `-`, as in `PrivateIpAddress`"
+            ));
+            continue;
+        }
+        facts.insert(name, values);
+    }
     if !errors.is_empty() {
         return Loaded { config: Err(errors), warnings };
     }
@@ -179,6 +210,8 @@ pub fn load(path: &Path) -> Loaded {
         update_public_key,
         install_root,
         upgrade_confirm: Duration::from_secs(raw.upgrade_confirm_secs.unwrap_or(120).max(1)),
+        facts,
+        imds_url: raw.imds_url.filter(|u| !u.trim().is_empty()),
     };
     Loaded { config: Ok(config), warnings }
 }

@@ -23,9 +23,17 @@ use super::outbox::Outbox;
 #[derive(Debug)]
 pub enum Order {
     Recipe(serde_json::Value),
-    Done { recipe_version: u64, id: String },
+    Done {
+        recipe_version: u64,
+        id: String,
+    },
     Update(super::upgrade::UpdateOrder),
+    /// Run a round now, with the same recipe.
+    Reload,
 }
+
+/// How often the agent looks whether its facts changed.
+const FACTS_EVERY: Duration = Duration::from_secs(60);
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -114,6 +122,7 @@ impl Link {
                 HubMessage::Hello { nonce, .. } => nonce,
                 other => bail!("expected Hello, got {}", code_of(&other)),
             };
+        let mut facts = super::facts::collect(config).await;
         let handshake = AgentMessage::Handshake {
             instance_id: config.instance_id.clone(),
             app_id: config.app_id.clone(),
@@ -127,6 +136,7 @@ impl Link {
             )),
             recipe_version: *self.recipe_version.borrow(),
             init_errors: None,
+            facts: Some(facts.clone()),
         };
         ws.send(Message::text(opsagent_proto::encode(&handshake))).await.context("sending the handshake")?;
         let last_seq = match timeout(HANDSHAKE_TIMEOUT, next_hub_message(&mut ws))
@@ -152,6 +162,8 @@ impl Link {
         let mut ping = tokio::time::interval(config.heartbeat);
         ping.tick().await;
         let mut last_heard = Instant::now();
+        let mut facts_timer = tokio::time::interval(FACTS_EVERY);
+        facts_timer.tick().await;
         loop {
             // Send everything not yet sent (replay after reconnect, then new reports).
             for (seq, text) in self.outbox.after(sent) {
@@ -173,6 +185,15 @@ impl Link {
                 changed = appended.changed() => {
                     if changed.is_err() {
                         return Ok(());
+                    }
+                }
+                _ = facts_timer.tick() => {
+                    let now = super::facts::collect(config).await;
+                    if now != facts {
+                        tracing::info!("the instance's facts changed: telling the hub");
+                        facts = now;
+                        let message = AgentMessage::Facts { facts: facts.clone() };
+                        ws.send(Message::text(opsagent_proto::encode(&message))).await.context("sending facts")?;
                     }
                 }
                 _ = ping.tick() => {
@@ -210,6 +231,7 @@ impl Link {
             HubMessage::AgentUpdate { version, url, sha256, signature, allow_downgrade } => {
                 Order::Update(super::upgrade::UpdateOrder { version, url, sha256, signature, allow_downgrade })
             }
+            HubMessage::Reload {} => Order::Reload,
             HubMessage::Error { message } => bail!("the hub reported an error: {message}"),
             HubMessage::Hello { .. } | HubMessage::Welcome { .. } | HubMessage::AppNotReady { .. } => return Ok(()),
         };

@@ -16,7 +16,7 @@ use std::time::SystemTime;
 use opsagent_engine::{round_retry_delay, Policy, RoundResult, Status};
 use opsagent_proto::{AgentMessage, Change, StateLog};
 use opsagent_states::ctx::RoundCtx;
-use opsagent_states::{Compiled, Tail};
+use opsagent_states::{Compiled, Module, Tail};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -130,6 +130,7 @@ impl Driver {
             let mut preparing: Option<Preparing> = None;
             let mut prepared: Option<upgrade::Prepared> = None;
             let mut interrupted_for_update = false;
+            let mut reload = false;
             let waiting = AtomicBool::new(false);
             let report = {
                 let outbox = &self.outbox;
@@ -140,6 +141,9 @@ impl Driver {
                     run_round(states, &round_ctx, &options, &mut done_rx, &round_cancel, |event| match event {
                         RoundEvent::Waiting { index } => {
                             waiting.store(true, Ordering::Relaxed);
+                            if let Some(held) = states.get(*index).filter(|c| matches!(c.module, Module::Hold(_))) {
+                                append_held_log(outbox, config, version, round_no, held);
+                            }
                             let id = states.get(*index).map(|c| c.state.id.clone());
                             status.update(|s| {
                                 s.state_id = id;
@@ -179,6 +183,11 @@ impl Driver {
                                 }
                             }
                             Some(Order::Done { recipe_version, id }) => self.on_done(version, recipe_version, id, &done_tx),
+                            Some(Order::Reload) => {
+                                tracing::info!(recipe_version = version, "reload: ceasing the round to run it again now");
+                                reload = true;
+                                round_cancel.cancel();
+                            }
                             Some(Order::Update(order)) => {
                                 if waiting.load(Ordering::Relaxed) {
                                     tracing::info!(to = %order.version, "upgrade order while waiting: interrupting the wait");
@@ -230,7 +239,7 @@ impl Driver {
                 // Returns only if nothing was installed.
                 upgrade::install(&self.config, &self.outbox, ready);
             }
-            if interrupted_for_update && next.is_none() {
+            if (interrupted_for_update || reload) && next.is_none() {
                 current = Some(recipe);
                 continue;
             }
@@ -260,6 +269,11 @@ impl Driver {
                         self.on_done(version, recipe_version, id, &done_tx)
                     }
                     Wake::Order(Order::Update(order)) => upgrade::upgrade(&self.config, &self.outbox, order).await,
+                    Wake::Order(Order::Reload) => {
+                        tracing::info!(recipe_version = version, "reload: running a round now");
+                        failures = 0;
+                        break;
+                    }
                     Wake::Order(order) => {
                         if let Some(new) = self.on_order_idle(order, current.as_ref()) {
                             failures = 0;
@@ -300,6 +314,8 @@ impl Driver {
             }
             // Handled by the caller, which can wait for the install.
             Order::Update(_) => None,
+            // No recipe yet: nothing to run.
+            Order::Reload => None,
         }
     }
 
@@ -404,6 +420,31 @@ fn append_state_log(outbox: &Outbox, config: &Config, version: u64, round: u64, 
     });
     if let Err(e) = result {
         tracing::error!(error = %format!("{e:#}"), state_id = %r.id, "cannot store a report in the outbox: it is lost");
+    }
+}
+
+/// Reports a state the hub holds (its links are not resolved yet) as `waiting`, with the reason.
+fn append_held_log(outbox: &Outbox, config: &Config, version: u64, round: u64, held: &Compiled) {
+    let Module::Hold(hold) = &held.module else { return };
+    let result = outbox.append(|seq| {
+        AgentMessage::StateLog(Box::new(StateLog {
+            instance_id: config.instance_id.clone(),
+            app_id: config.app_id.clone(),
+            recipe_version: version,
+            id: held.state.id.clone(),
+            state_result: false,
+            state_comment: Some(hold.reason.clone()),
+            seq,
+            round,
+            attempt: 1,
+            status: "waiting".into(),
+            module: hold.module.clone().unwrap_or_else(|| held.state.module.clone()),
+            started_at: rfc3339(SystemTime::now()),
+            ..StateLog::default()
+        }))
+    });
+    if let Err(e) = result {
+        tracing::error!(error = %format!("{e:#}"), state_id = %held.state.id, "cannot store a report in the outbox: it is lost");
     }
 }
 

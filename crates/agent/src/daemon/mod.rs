@@ -6,6 +6,7 @@
 pub mod config;
 pub mod connection;
 pub mod driver;
+pub mod facts;
 pub mod fetch;
 pub mod outbox;
 pub mod status;

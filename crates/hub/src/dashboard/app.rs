@@ -13,13 +13,13 @@ use super::health::{self, AppFacts, Health, InstanceView};
 use super::layout::{self, AppTab, Page};
 use super::session::{encode_component, Session};
 use super::{require_app, PageResult};
-use crate::recipe::CurrentRecipe;
+use crate::recipe::AppRecipes;
 use crate::shared::Shared;
 use crate::store::{InstanceRow, StateStatusRow};
 
 /// What the pages read about one app.
 pub(super) struct AppData {
-    pub recipe: Option<Arc<CurrentRecipe>>,
+    pub recipes: Arc<AppRecipes>,
     pub instances: Vec<InstanceRow>,
     pub statuses: HashMap<String, Vec<StateStatusRow>>,
     pub released: HashSet<(String, String)>,
@@ -27,22 +27,26 @@ pub(super) struct AppData {
 
 impl AppData {
     pub(super) async fn load(shared: &Shared, app: &str) -> anyhow::Result<AppData> {
-        let recipe = shared.recipes.current(&shared.store, app).await?;
-        let released = match &recipe {
-            Some(recipe) => shared.store.released_in_app(app, recipe.version).await?,
-            None => HashSet::new(),
-        };
+        let recipes = shared.recipes.app(&shared.store, app).await?;
+        let released = shared
+            .store
+            .released_all(app)
+            .await?
+            .into_iter()
+            .filter(|(i, v, _)| recipes.instances.get(i).is_some_and(|r| r.version == *v))
+            .map(|(i, _, s)| (i, s))
+            .collect();
         Ok(AppData {
             instances: shared.store.list_instances(app).await?,
             statuses: health::by_instance(shared.store.state_statuses(app).await?),
-            recipe,
+            recipes,
             released,
         })
     }
 
     /// Every instance with its view.
     pub(super) fn views<'a>(&'a self, shared: &Shared, app: &str) -> Vec<(&'a InstanceRow, InstanceView)> {
-        let facts = AppFacts { recipe: self.recipe.as_deref(), released: &self.released, statuses: &self.statuses };
+        let facts = AppFacts { recipes: &self.recipes.instances, released: &self.released, statuses: &self.statuses };
         self.instances.iter().map(|i| (i, facts.view(i, shared.registry.is_connected(app, &i.id)))).collect()
     }
 }
@@ -109,7 +113,7 @@ pub(super) async fn page(
         let only: HashSet<&str> = only.split(',').collect();
         views.retain(|(instance, _)| only.contains(instance.id.as_str()));
     }
-    let current = data.recipe.as_ref().map(|r| r.version);
+    let current = data.recipes.source.as_ref().map(|r| r.version);
     let body = html! {
         section.summary {
             (summary.render())
@@ -124,7 +128,7 @@ pub(super) async fn page(
             h2 { (n_instances) " instances" }
             ol.grid data-marker="instance-grid" data-patch="instances" {
                 @for (instance, view) in &views {
-                    (card(&app, instance, view, current))
+                    (card(&app, instance, view, data.recipes.instances.get(&instance.id).map(|r| r.version)))
                 }
             }
         }
@@ -145,6 +149,7 @@ fn card(app: &str, instance: &InstanceRow, view: &InstanceView, current: Option<
         li class=(format!("card inst h-{}", view.health.label())) data-instance=(instance.id) data-health=(view.health.label()) {
             div.head {
                 a.name href=(href) { (instance.id) }
+                @if instance.component != instance.id { " " span.muted data-marker="component" { "in " code { (instance.component) } } }
                 (layout::health_badge(view.health))
             }
             @if !view.states.is_empty() {

@@ -19,7 +19,7 @@ pub(super) async fn page(State(shared): State<Arc<Shared>>, Extension(session): 
     for app in &apps {
         let data = AppData::load(&shared, &app.id).await?;
         let summary = Summary::of(&data.views(&shared, &app.id));
-        rows.push((app, data.recipe.as_ref().map(|r| r.version), data.instances.len(), summary));
+        rows.push((app, data.recipes.source.as_ref().map(|r| r.version), data.instances.len(), summary));
     }
     let body = html! {
         @if rows.is_empty() {

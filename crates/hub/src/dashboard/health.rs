@@ -90,8 +90,9 @@ pub struct InstanceView {
 
 /// Everything needed to judge the instances of one app, read once per page.
 pub struct AppFacts<'a> {
-    pub recipe: Option<&'a CurrentRecipe>,
-    /// (instance, wait) released in the current version.
+    /// Each instance's current recipe.
+    pub recipes: &'a HashMap<String, std::sync::Arc<CurrentRecipe>>,
+    /// (instance, wait) released in the instance's current version.
     pub released: &'a HashSet<(String, String)>,
     /// Latest reports by instance.
     pub statuses: &'a HashMap<String, Vec<StateStatusRow>>,
@@ -102,7 +103,8 @@ impl AppFacts<'_> {
     pub fn view(&self, instance: &InstanceRow, connected: bool) -> InstanceView {
         let no_reports = Vec::new();
         let reports = self.statuses.get(&instance.id).unwrap_or(&no_reports);
-        let current_version = self.recipe.map(|r| r.version);
+        let recipe = self.recipes.get(&instance.id).map(|r| r.as_ref());
+        let current_version = recipe.map(|r| r.version);
         let round = instance.round;
         // Reports of the instance's current round of the current version.
         let in_round: HashMap<&str, &StateStatusRow> = reports
@@ -113,7 +115,7 @@ impl AppFacts<'_> {
         let running = instance.round_result.as_deref() == Some("running");
         let mut states = Vec::new();
         let mut waiting_at = None;
-        if let Some(recipe) = self.recipe {
+        if let Some(recipe) = recipe {
             let mut ordered: Vec<(&String, usize)> = recipe.order.iter().map(|(id, i)| (id, *i)).collect();
             ordered.sort_by_key(|(_, i)| *i);
             let mut all_before_done = true;
@@ -121,7 +123,8 @@ impl AppFacts<'_> {
                 let status = match in_round.get(id.as_str()) {
                     Some(report) => report.status.clone(),
                     None => {
-                        let is_wait = recipe.waits.iter().any(|w| &w.state_id == id);
+                        let is_wait =
+                            recipe.waits.iter().any(|w| &w.state_id == id) || recipe.holds.iter().any(|(h, _)| h == id);
                         let released = self.released.contains(&(instance.id.clone(), id.clone()));
                         if is_wait && running && all_before_done && !released && waiting_at.is_none() {
                             waiting_at = Some(id.clone());
@@ -139,7 +142,7 @@ impl AppFacts<'_> {
         let any_failed = states.iter().any(|(_, s)| s == "failed");
         let health = if !connected {
             Health::Disconnected
-        } else if self.recipe.is_none() {
+        } else if recipe.is_none() {
             // Nothing to run: the agent is as converged as it can be.
             Health::Converged
         } else if on_current && (instance.round_result.as_deref() == Some("failed") || (running && any_failed)) {
@@ -167,7 +170,7 @@ pub fn by_instance(rows: Vec<StateStatusRow>) -> HashMap<String, Vec<StateStatus
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::RecipeRow;
+    use crate::store::InstanceRecipeRow;
 
     fn recipe() -> CurrentRecipe {
         let body = serde_json::json!({ "recipe_version": 2, "state": [
@@ -175,7 +178,7 @@ mod tests {
             { "id": "gate", "module": "meta.wait", "parameter": {} },
             { "id": "after", "module": "meta.comment", "parameter": {} },
         ]});
-        CurrentRecipe::from_row(RecipeRow { version: 2, body })
+        CurrentRecipe::from_row(InstanceRecipeRow { instance_id: "i".into(), version: 2, source_version: 2, body })
     }
 
     fn instance(recipe_version: Option<u64>, round: Option<u64>, result: Option<&str>) -> InstanceRow {
@@ -189,6 +192,8 @@ mod tests {
             last_seen: None,
             round,
             round_result: result.map(str::to_string),
+            component: "i".into(),
+            facts: None,
             upgrade: None,
         }
     }
@@ -209,13 +214,13 @@ mod tests {
 
     /// The health of instance `i` with these reports, connected, gate released or not.
     fn check(row: InstanceRow, reports: Vec<StateStatusRow>, released: bool, expect: (Health, &[&str])) {
-        let recipe = recipe();
+        let recipes = HashMap::from([("i".to_string(), std::sync::Arc::new(recipe()))]);
         let mut released_set = HashSet::new();
         if released {
             released_set.insert(("i".to_string(), "gate".to_string()));
         }
         let statuses = HashMap::from([("i".to_string(), reports)]);
-        let facts = AppFacts { recipe: Some(&recipe), released: &released_set, statuses: &statuses };
+        let facts = AppFacts { recipes: &recipes, released: &released_set, statuses: &statuses };
         let view = facts.view(&row, true);
         let states: Vec<&str> = view.states.iter().map(|(_, s)| s.as_str()).collect();
         assert_eq!((view.health, states.as_slice()), expect);

@@ -37,7 +37,7 @@ pub(super) async fn page(
     let Some(instance) = shared.store.instance(&app, &id).await? else {
         return Err(PageError::NotFound(format!("app `{app}` has no instance `{id}`")));
     };
-    let recipe = shared.recipes.current(&shared.store, &app).await?;
+    let recipe = shared.recipes.current(&shared.store, &app, &id).await?;
     let released: HashSet<(String, String)> = match &recipe {
         Some(r) => {
             shared.store.released_waits(&app, &id, r.version).await?.into_iter().map(|s| (id.clone(), s)).collect()
@@ -45,7 +45,16 @@ pub(super) async fn page(
         None => HashSet::new(),
     };
     let statuses = HashMap::from([(id.clone(), shared.store.instance_state_statuses(&app, &id).await?)]);
-    let facts = AppFacts { recipe: recipe.as_deref(), released: &released, statuses: &statuses };
+    let recipes: HashMap<String, Arc<CurrentRecipe>> = recipe.iter().map(|r| (id.clone(), r.clone())).collect();
+    let facts = AppFacts { recipes: &recipes, released: &released, statuses: &statuses };
+    let waiting_for: Vec<(String, String)> = match &recipe {
+        Some(r) => {
+            let progress = waits::Progress::load(&shared, &app).await?;
+            let released: HashSet<String> = released.iter().map(|(_, s)| s.clone()).collect();
+            waits::waiting_for(&progress, r, &released)
+        }
+        None => Vec::new(),
+    };
     let connected = shared.registry.is_connected(&app, &id);
     let view = facts.view(&instance, connected);
     let rounds = rounds(shared.store.instance_messages(&app, &id, MESSAGES).await?);
@@ -54,6 +63,13 @@ pub(super) async fn page(
         section.summary.card {
             div.head { h2 { (id) } (layout::health_badge(view.health)) }
             (facts_list(&instance, &view, recipe.as_deref()))
+            @for (state_id, message) in &waiting_for {
+                p.waiting data-marker="waiting-for" data-state=(state_id) { code { (state_id) } ": " (message) }
+            }
+            form.inline method="post" action=(format!("/apps/{}/instances/{}/reload", encode_component(&app), encode_component(&id))) {
+                input type="hidden" name="csrf" value=(session.csrf);
+                button type="submit" data-marker="reload" { "Run now" }
+            }
         }
         @if let Some(recipe) = &recipe {
             (waits_section(&app, &instance, &view, recipe, &released, &session))
@@ -102,6 +118,16 @@ fn facts_list(instance: &InstanceRow, view: &InstanceView, recipe: Option<&Curre
                 @if let Some(v) = &instance.agent_version { " · version " code { (v) } }
             }
             dt { "last contact" } dd { (layout::time(instance.last_seen.as_deref())) }
+            dt { "component" } dd { code { (instance.component) } }
+            @if let Some(facts) = &instance.facts {
+                dt { "facts" }
+                dd.facts {
+                    @for (i, (k, v)) in facts.iter().enumerate() {
+                        @if i > 0 { " · " }
+                        (k) " " code { (v.join(",")) }
+                    }
+                }
+            }
             dt { "recipe" }
             dd {
                 @match instance.recipe_version { Some(v) => { "v" (v) }, None => span.muted { "none" } }
@@ -181,17 +207,45 @@ pub(super) async fn release(
     if shared.store.instance(&app, &id).await?.is_none() {
         return Err(PageError::NotFound(format!("app `{app}` has no instance `{id}`")));
     }
-    let Some(current) = shared.recipes.current(&shared.store, &app).await? else {
-        return Err(PageError::NotFound(format!("app `{app}` has no recipe yet")));
+    let Some(current) = shared.recipes.current(&shared.store, &app, &id).await? else {
+        return Err(PageError::NotFound(format!("instance `{id}` of app `{app}` has no recipe yet")));
     };
     if form.recipe_version != current.version || !current.order.contains_key(&form.state_id) {
         let message = format!(
-            "recipe version {} of app `{app}` has no state `{}` (the current version is {}); reload the page",
+            "recipe version {} of instance `{id}` has no state `{}` (the current version is {}); reload the page",
             form.recipe_version, form.state_id, current.version
         );
         return Ok((StatusCode::CONFLICT, message).into_response());
     }
-    waits::release_by_hand(&shared, &app, std::slice::from_ref(&id), form.recipe_version, &form.state_id).await?;
+    waits::release_by_hand(&shared, &app, &[(id.clone(), form.recipe_version)], &form.state_id).await?;
+    let back = format!("/apps/{}/instances/{}", encode_component(&app), encode_component(&id));
+    Ok(Redirect::to(&back).into_response())
+}
+
+#[derive(Deserialize)]
+pub(super) struct ReloadForm {
+    csrf: String,
+}
+
+/// `POST …/reload`: runs a round now on this instance, as `opsagent-hub reload` does.
+pub(super) async fn reload(
+    State(shared): State<Arc<Shared>>,
+    Extension(session): Extension<Session>,
+    Path((app, id)): Path<(String, String)>,
+    Form(form): Form<ReloadForm>,
+) -> Result<Response, PageError> {
+    if !csrf_ok(&session, &form.csrf) {
+        return Ok(csrf_refused());
+    }
+    require_app(&shared, &app).await?;
+    if shared.store.instance(&app, &id).await?.is_none() {
+        return Err(PageError::NotFound(format!("app `{app}` has no instance `{id}`")));
+    }
+    let (_, offline) = crate::recipe::reload(&shared, &app, std::slice::from_ref(&id));
+    if !offline.is_empty() {
+        let message = format!("instance `{id}` is not connected: its agent runs a round when it connects");
+        return Ok((StatusCode::CONFLICT, message).into_response());
+    }
     let back = format!("/apps/{}/instances/{}", encode_component(&app), encode_component(&id));
     Ok(Redirect::to(&back).into_response())
 }

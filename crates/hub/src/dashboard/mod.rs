@@ -45,6 +45,7 @@ pub fn router(shared: Arc<Shared>) -> Router<Arc<Shared>> {
         .route("/apps/{app}", get(app::page))
         .route("/apps/{app}/instances/{instance}", get(instance::page))
         .route("/apps/{app}/instances/{instance}/release", post(instance::release))
+        .route("/apps/{app}/instances/{instance}/reload", post(instance::reload))
         .route("/apps/{app}/recipes", get(recipes::page).post(recipes::push))
         .route("/apps/{app}/releases", get(upgrades::page).post(upgrades::order))
         .route("/events", get(events::stream))

@@ -45,7 +45,7 @@ pub(super) async fn page(
             format!("pushed recipe version {v} (sent to {} connected agent(s))", query.sent_to.unwrap_or(0))
         }
     });
-    let body = render(&app, &session, &versions, &query, notice.as_deref(), None);
+    let body = render(&app, &session, &versions, &query, notice.as_deref(), None, &[]);
     Ok(super::html(body))
 }
 
@@ -66,21 +66,35 @@ pub(super) async fn push(
         return Ok(csrf_refused());
     }
     require_app(&shared, &app).await?;
-    let checked = recipe::wire_form(&form.recipe).and_then(|(wire, _warnings)| recipe::validate(&wire));
-    let validated = match checked {
+    let strict = shared.store.app_settings(&app).await?.is_some_and(|s| s.strict);
+    let mut world = recipe::world(&shared, &app, None).await?;
+    let checked = recipe::wire_form(&form.recipe).and_then(|(wire, _)| recipe::validate(&wire, &mut world, strict));
+    let (validated, warnings) = match checked {
         Ok(validated) => validated,
         Err(diagnostics) => {
             tracing::info!(app_id = %app, errors = diagnostics.iter().filter(|d| d.is_error()).count(),
                 "dashboard recipe push refused: invalid recipe");
             let versions = shared.store.recipe_versions(&app).await?;
             let failed = Failed { text: &form.recipe, diagnostics: &diagnostics };
-            let body = render(&app, &session, &versions, &DiffQuery::default(), None, Some(failed));
+            let body = render(&app, &session, &versions, &DiffQuery::default(), None, Some(failed), &[]);
             let mut response = super::html(body);
             *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
             return Ok(response);
         }
     };
     let pushed = recipe::push(&shared, &app, validated).await?;
+    if !warnings.is_empty() {
+        // Shown now, with the notice: a redirect would lose them.
+        let versions = shared.store.recipe_versions(&app).await?;
+        let notice = format!(
+            "pushed recipe version {} (sent to {} connected agent(s)), with {} warning(s)",
+            pushed.version,
+            pushed.sent_to,
+            warnings.len()
+        );
+        let body = render(&app, &session, &versions, &DiffQuery::default(), Some(&notice), None, &warnings);
+        return Ok(super::html(body));
+    }
     let back = format!(
         "/apps/{}/recipes?pushed={}&sent_to={}&unchanged={}",
         encode_component(&app),
@@ -104,6 +118,7 @@ fn render(
     query: &DiffQuery,
     notice: Option<&str>,
     failed: Option<Failed<'_>>,
+    warnings: &[Diagnostic],
 ) -> Markup {
     let newest = versions.first().map(|v| v.version);
     let to = query.to.or(newest);
@@ -129,6 +144,14 @@ fn render(
     };
     let body = html! {
         @if let Some(notice) = notice { p.notice.card role="status" { span aria-hidden="true" { "✔ " } (notice) } }
+        @if !warnings.is_empty() {
+            ul.diags.card data-marker="push-warnings" {
+                @for d in warnings {
+                    @if let Some(state) = &d.state { li.muted { "state #" (state.number) " " code { (state.id.clone().unwrap_or_default()) } " " (state.module.clone().unwrap_or_default()) } }
+                    (diagnostic(d))
+                }
+            }
+        }
         @if failed.is_some() { (push_section) }
         section.card {
             h2 { "Versions" }

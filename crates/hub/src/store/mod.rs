@@ -40,6 +40,10 @@ pub struct InstanceRow {
     pub last_seen: Option<String>,
     pub round: Option<u64>,
     pub round_result: Option<String>,
+    /// The component it belongs to (its group); by default one named like the instance.
+    pub component: String,
+    /// The facts its agent last reported; `None` before it first connected.
+    pub facts: Option<opsagent_proto::Facts>,
     /// The latest `UpgradeStatus` the agent reported.
     pub upgrade: Option<UpgradeRow>,
 }
@@ -61,7 +65,27 @@ pub struct Target {
     pub allow_downgrade: bool,
 }
 
-/// A stored recipe version: `body` is the wire form `{"recipe_version", "state": [...]}`.
+/// What one instance was sent: its rendered recipe (`body` is the wire form with its own
+/// `recipe_version`), made from the app's recipe `source_version`.
+#[derive(Debug, Clone)]
+pub struct InstanceRecipeRow {
+    pub instance_id: String,
+    pub version: u64,
+    pub source_version: u64,
+    pub body: Value,
+}
+
+/// An app's settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppSettings {
+    /// The secret of the reload webhook (`X-Hub-Signature-256`); `None`: the webhook is off.
+    pub webhook_secret: Option<String>,
+    /// Pushes with compatibility warnings are refused.
+    pub strict: bool,
+}
+
+/// A stored version of an app's recipe, as pushed: `body` is `{"recipe_version", "state": [...]}`
+/// (every instance runs the list) or `{"recipe_version", "component": {NAME: {"state": [...]}}}`.
 #[derive(Debug, Clone)]
 pub struct RecipeRow {
     pub version: u64,
@@ -160,9 +184,69 @@ impl Store {
         self.backend.app_exists(id).await
     }
 
-    /// Creates an instance of an existing app; `false` when it already exists.
-    pub async fn create_instance(&self, app: &str, id: &str, secret: &str) -> anyhow::Result<bool> {
-        self.backend.create_instance(app, id, secret).await
+    /// Creates an instance of an existing app in `component`; `false` when it already exists.
+    pub async fn create_instance(&self, app: &str, id: &str, secret: &str, component: &str) -> anyhow::Result<bool> {
+        self.backend.create_instance(app, id, secret, component).await
+    }
+
+    /// Moves an instance to another component; `false` when it does not exist.
+    pub async fn set_component(&self, app: &str, id: &str, component: &str) -> anyhow::Result<bool> {
+        self.backend.set_component(app, id, component).await
+    }
+
+    /// Records the facts an agent reported; `true` when they differ from the stored ones.
+    pub async fn record_facts(&self, app: &str, id: &str, facts: &opsagent_proto::Facts) -> anyhow::Result<bool> {
+        self.backend.record_facts(app, id, facts).await
+    }
+
+    /// Sets (or with `None` removes) an operator attribute of an instance or a component
+    /// (`scope`); `true` when that changed something.
+    pub async fn set_attribute(
+        &self,
+        app: &str,
+        scope: &str,
+        name: &str,
+        key: &str,
+        value: Option<&str>,
+    ) -> anyhow::Result<bool> {
+        self.backend.set_attribute(app, scope, name, key, value).await
+    }
+
+    /// Every operator attribute of the app.
+    pub async fn attributes(&self, app: &str) -> anyhow::Result<Vec<crate::render::Attr>> {
+        self.backend.attributes(app).await
+    }
+
+    /// The latest rendered recipe of every instance of the app that has one.
+    pub async fn current_instance_recipes(&self, app: &str) -> anyhow::Result<Vec<InstanceRecipeRow>> {
+        self.backend.current_instance_recipes(app).await
+    }
+
+    /// Stores `body` (without `recipe_version`) as the instance's next rendered recipe unless it
+    /// equals its current one. The new version is the larger of the previous one plus one and
+    /// `source_version`, so that an app whose instances all render alike keeps one numbering.
+    pub async fn store_instance_recipe(
+        &self,
+        app: &str,
+        id: &str,
+        source_version: u64,
+        body: &Value,
+    ) -> anyhow::Result<Pushed> {
+        self.backend.store_instance_recipe(app, id, source_version, body).await
+    }
+
+    /// The app's settings; `None` when the app is unknown.
+    pub async fn app_settings(&self, app: &str) -> anyhow::Result<Option<AppSettings>> {
+        self.backend.app_settings(app).await
+    }
+
+    pub async fn set_app_settings(&self, app: &str, settings: &AppSettings) -> anyhow::Result<bool> {
+        self.backend.set_app_settings(app, settings).await
+    }
+
+    /// Every (instance, recipe version, wait) released in the app.
+    pub async fn released_all(&self, app: &str) -> anyhow::Result<HashSet<(String, u64, String)>> {
+        self.backend.released_all(app).await
     }
 
     pub async fn list_instances(&self, app: &str) -> anyhow::Result<Vec<InstanceRow>> {
@@ -194,10 +278,10 @@ impl Store {
         self.backend.record_disconnect(app, id).await
     }
 
-    /// Stores `state` (the list of states) and `retries` as the app's next recipe version, unless
-    /// they equal the current version's.
-    pub async fn push_recipe(&self, app: &str, state: &Value, retries: Option<&Value>) -> anyhow::Result<Pushed> {
-        self.backend.push_recipe(app, state, retries).await
+    /// Stores `source` (a recipe body without `recipe_version`) as the app's next recipe
+    /// version, unless it equals the current version's.
+    pub async fn push_recipe(&self, app: &str, source: &Value) -> anyhow::Result<Pushed> {
+        self.backend.push_recipe(app, source).await
     }
 
     pub async fn current_recipe(&self, app: &str) -> anyhow::Result<Option<RecipeRow>> {

@@ -13,9 +13,13 @@ use sqlx::sqlite::{
 };
 use sqlx::Row;
 
+use opsagent_proto::Facts;
+
+use crate::render::Attr;
+
 use super::{
-    AppRow, Effect, InstanceRow, LogQuery, MessageRow, Pairs, Pushed, RecipeRow, RecipeVersionRow, Report,
-    StateStatusRow, Target, UpgradeRow, HISTORY_PER_INSTANCE,
+    AppRow, AppSettings, Effect, InstanceRecipeRow, InstanceRow, LogQuery, MessageRow, Pairs, Pushed, RecipeRow,
+    RecipeVersionRow, Report, StateStatusRow, Target, UpgradeRow, HISTORY_PER_INSTANCE,
 };
 
 /// The SQL expression for "now" (RFC 3339 UTC with milliseconds).
@@ -82,16 +86,205 @@ impl Sqlite {
         Ok(row.is_some())
     }
 
-    pub(super) async fn create_instance(&self, app: &str, id: &str, secret: &str) -> anyhow::Result<bool> {
+    pub(super) async fn create_instance(
+        &self,
+        app: &str,
+        id: &str,
+        secret: &str,
+        component: &str,
+    ) -> anyhow::Result<bool> {
         let done = sqlx::query(&format!(
-            "INSERT OR IGNORE INTO instances (app_id, id, secret, created_at) VALUES (?, ?, ?, {NOW})"
+            "INSERT OR IGNORE INTO instances (app_id, id, secret, component, created_at) VALUES (?, ?, ?, ?, {NOW})"
         ))
         .bind(app)
         .bind(id)
         .bind(secret)
+        .bind(component)
         .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    pub(super) async fn set_component(&self, app: &str, id: &str, component: &str) -> anyhow::Result<bool> {
+        let done = sqlx::query("UPDATE instances SET component = ? WHERE app_id = ? AND id = ?")
+            .bind(component)
+            .bind(app)
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(super) async fn record_facts(&self, app: &str, id: &str, facts: &Facts) -> anyhow::Result<bool> {
+        let text = serde_json::to_string(facts)?;
+        let done =
+            sqlx::query("UPDATE instances SET facts = ? WHERE app_id = ? AND id = ? AND (facts IS NULL OR facts <> ?)")
+                .bind(&text)
+                .bind(app)
+                .bind(id)
+                .bind(&text)
+                .execute(&self.writer)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(super) async fn set_attribute(
+        &self,
+        app: &str,
+        scope: &str,
+        name: &str,
+        key: &str,
+        value: Option<&str>,
+    ) -> anyhow::Result<bool> {
+        let done = match value {
+            Some(value) => {
+                sqlx::query(
+                    "INSERT INTO attributes (app_id, scope, name, key, value) VALUES (?, ?, ?, ?, ?) \
+                 ON CONFLICT (app_id, scope, name, key) DO UPDATE SET value = excluded.value \
+                 WHERE value <> excluded.value",
+                )
+                .bind(app)
+                .bind(scope)
+                .bind(name)
+                .bind(key)
+                .bind(value)
+                .execute(&self.writer)
+                .await?
+            }
+            None => {
+                sqlx::query("DELETE FROM attributes WHERE app_id = ? AND scope = ? AND name = ? AND key = ?")
+                    .bind(app)
+                    .bind(scope)
+                    .bind(name)
+                    .bind(key)
+                    .execute(&self.writer)
+                    .await?
+            }
+        };
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(super) async fn attributes(&self, app: &str) -> anyhow::Result<Vec<Attr>> {
+        let rows =
+            sqlx::query("SELECT scope, name, key, value FROM attributes WHERE app_id = ? ORDER BY scope, name, key")
+                .bind(app)
+                .fetch_all(&self.reader)
+                .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Attr {
+                    scope: r.try_get("scope")?,
+                    name: r.try_get("name")?,
+                    key: r.try_get("key")?,
+                    value: r.try_get("value")?,
+                })
+            })
+            .collect()
+    }
+
+    pub(super) async fn current_instance_recipes(&self, app: &str) -> anyhow::Result<Vec<InstanceRecipeRow>> {
+        let rows = sqlx::query(
+            "SELECT r.instance_id, r.version, r.source_version, r.body FROM instance_recipes r \
+             JOIN (SELECT instance_id, MAX(version) AS version FROM instance_recipes WHERE app_id = ? \
+                   GROUP BY instance_id) latest \
+             ON latest.instance_id = r.instance_id AND latest.version = r.version \
+             WHERE r.app_id = ? ORDER BY r.instance_id",
+        )
+        .bind(app)
+        .bind(app)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(InstanceRecipeRow {
+                    instance_id: r.try_get("instance_id")?,
+                    version: to_u64(r.try_get("version")?),
+                    source_version: to_u64(r.try_get("source_version")?),
+                    body: serde_json::from_str(r.try_get("body")?)?,
+                })
+            })
+            .collect()
+    }
+
+    pub(super) async fn store_instance_recipe(
+        &self,
+        app: &str,
+        id: &str,
+        source_version: u64,
+        body: &Value,
+    ) -> anyhow::Result<Pushed> {
+        let mut tx = self.writer.begin().await?;
+        let current = sqlx::query(
+            "SELECT version, body FROM instance_recipes WHERE app_id = ? AND instance_id = ? \
+             ORDER BY version DESC LIMIT 1",
+        )
+        .bind(app)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let mut next = source_version.max(1);
+        if let Some(row) = current {
+            let version = to_u64(row.try_get("version")?);
+            let mut stored: Value = serde_json::from_str(row.try_get("body")?)?;
+            if let Some(map) = stored.as_object_mut() {
+                map.remove("recipe_version");
+            }
+            if stored == *body {
+                return Ok(Pushed::Unchanged(version));
+            }
+            next = next.max(version + 1);
+        }
+        let mut full = body.clone();
+        full["recipe_version"] = next.into();
+        sqlx::query(&format!(
+            "INSERT INTO instance_recipes (app_id, instance_id, version, source_version, body, created_at) \
+             VALUES (?, ?, ?, ?, ?, {NOW})"
+        ))
+        .bind(app)
+        .bind(id)
+        .bind(to_i64(next)?)
+        .bind(to_i64(source_version)?)
+        .bind(full.to_string())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Pushed::Created(next))
+    }
+
+    pub(super) async fn app_settings(&self, app: &str) -> anyhow::Result<Option<AppSettings>> {
+        let row = sqlx::query("SELECT webhook_secret, strict FROM apps WHERE id = ?")
+            .bind(app)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|r| {
+            Ok(AppSettings {
+                webhook_secret: r.try_get("webhook_secret")?,
+                strict: r.try_get::<i64, _>("strict")? != 0,
+            })
+        })
+        .transpose()
+    }
+
+    pub(super) async fn set_app_settings(&self, app: &str, settings: &AppSettings) -> anyhow::Result<bool> {
+        let done = sqlx::query("UPDATE apps SET webhook_secret = ?, strict = ? WHERE id = ?")
+            .bind(&settings.webhook_secret)
+            .bind(i64::from(settings.strict))
+            .bind(app)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(super) async fn released_all(&self, app: &str) -> anyhow::Result<HashSet<(String, u64, String)>> {
+        let rows = sqlx::query("SELECT instance_id, recipe_version, state_id FROM released_waits WHERE app_id = ?")
+            .bind(app)
+            .fetch_all(&self.reader)
+            .await?;
+        let mut set = HashSet::with_capacity(rows.len());
+        for r in rows {
+            set.insert((r.try_get("instance_id")?, to_u64(r.try_get("recipe_version")?), r.try_get("state_id")?));
+        }
+        Ok(set)
     }
 
     pub(super) async fn list_instances(&self, app: &str) -> anyhow::Result<Vec<InstanceRow>> {
@@ -152,12 +345,7 @@ impl Sqlite {
         Ok(())
     }
 
-    pub(super) async fn push_recipe(
-        &self,
-        app: &str,
-        state: &Value,
-        retries: Option<&Value>,
-    ) -> anyhow::Result<Pushed> {
+    pub(super) async fn push_recipe(&self, app: &str, source: &Value) -> anyhow::Result<Pushed> {
         let mut tx = self.writer.begin().await?;
         let current = sqlx::query("SELECT version, body FROM recipes WHERE app_id = ? ORDER BY version DESC LIMIT 1")
             .bind(app)
@@ -166,16 +354,17 @@ impl Sqlite {
         let mut next = 1;
         if let Some(row) = current {
             let version = to_u64(row.try_get("version")?);
-            let body: Value = serde_json::from_str(row.try_get("body")?)?;
-            if body.get("state") == Some(state) && body.get("retries") == retries {
+            let mut body: Value = serde_json::from_str(row.try_get("body")?)?;
+            if let Some(map) = body.as_object_mut() {
+                map.remove("recipe_version");
+            }
+            if body == *source {
                 return Ok(Pushed::Unchanged(version));
             }
             next = version + 1;
         }
-        let mut body = serde_json::json!({ "recipe_version": next, "state": state });
-        if let Some(retries) = retries {
-            body["retries"] = retries.clone();
-        }
+        let mut body = source.clone();
+        body["recipe_version"] = next.into();
         sqlx::query(&format!("INSERT INTO recipes (app_id, version, body, created_at) VALUES (?, ?, ?, {NOW})"))
             .bind(app)
             .bind(to_i64(next)?)
@@ -477,7 +666,7 @@ pub(super) async fn record_report_in(
 
 const INSTANCE_COLUMNS: &str = "SELECT app_id, id, created_at, last_seq, agent_version, \
     recipe_version, last_seen, round, round_result, upgrade_version, upgrade_from, upgrade_phase, \
-    upgrade_reason, upgrade_at FROM instances";
+    upgrade_reason, upgrade_at, component, facts FROM instances";
 
 fn instance_row(r: &SqliteRow) -> anyhow::Result<InstanceRow> {
     Ok(InstanceRow {
@@ -490,6 +679,8 @@ fn instance_row(r: &SqliteRow) -> anyhow::Result<InstanceRow> {
         last_seen: r.try_get("last_seen")?,
         round: r.try_get::<Option<i64>, _>("round")?.map(to_u64),
         round_result: r.try_get("round_result")?,
+        component: r.try_get::<Option<String>, _>("component")?.unwrap_or_else(|| r.try_get("id").unwrap_or_default()),
+        facts: r.try_get::<Option<String>, _>("facts")?.and_then(|f| serde_json::from_str(&f).ok()),
         upgrade: match (
             r.try_get::<Option<String>, _>("upgrade_version")?,
             r.try_get::<Option<String>, _>("upgrade_phase")?,

@@ -18,8 +18,8 @@ async fn history_is_bounded_per_instance_and_pruned_seqs_stay_duplicates() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).await.unwrap();
     assert!(store.create_app("demo").await.unwrap());
-    assert!(store.create_instance("demo", "web-1", "s").await.unwrap());
-    assert!(store.create_instance("demo", "web-2", "s").await.unwrap());
+    assert!(store.create_instance("demo", "web-1", "s", "web").await.unwrap());
+    assert!(store.create_instance("demo", "web-2", "s", "web").await.unwrap());
     let total = HISTORY_PER_INSTANCE as u64 + 300;
     for seq in 1..=total {
         assert!(store.record_report("demo", "web-1", &report(seq)).await.unwrap());

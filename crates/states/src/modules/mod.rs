@@ -43,6 +43,7 @@ pub mod linux_user;
 pub mod linux_yum_package;
 pub mod linux_yum_repo;
 pub mod meta_comment;
+pub mod meta_hold;
 pub mod meta_wait;
 mod packages;
 
@@ -56,6 +57,7 @@ use crate::{Ctx, Outcome, Plan, StateError};
 pub const SUPPORTED: &[&str] = &[
     "meta.comment",
     "meta.wait",
+    "meta.hold",
     "linux.file",
     "linux.dir",
     "linux.symlink",
@@ -106,6 +108,7 @@ pub const SUPPORTED: &[&str] = &[
 pub enum Module {
     Comment(Box<meta_comment::Comment>),
     Wait(Box<meta_wait::Wait>),
+    Hold(Box<meta_hold::Hold>),
     File(Box<linux_file::File>),
     Dir(Box<linux_dir::Dir>),
     Symlink(Box<linux_symlink::Symlink>),
@@ -156,6 +159,7 @@ impl Module {
         match state.module.as_str() {
             "meta.comment" => meta_comment::Comment::from_params(state).map(|(m, w)| (Module::Comment(Box::new(m)), w)),
             "meta.wait" => meta_wait::Wait::from_params(state).map(|(m, w)| (Module::Wait(Box::new(m)), w)),
+            "meta.hold" => meta_hold::Hold::from_params(state).map(|(m, w)| (Module::Hold(Box::new(m)), w)),
             "linux.file" => linux_file::File::from_params(state).map(|(m, w)| (Module::File(Box::new(m)), w)),
             "linux.dir" => linux_dir::Dir::from_params(state).map(|(m, w)| (Module::Dir(Box::new(m)), w)),
             "linux.symlink" => {
@@ -260,7 +264,7 @@ impl Module {
     /// Compares the machine with the desired state. Never changes the machine.
     pub async fn check(&self, ctx: &Ctx) -> Result<Plan, StateError> {
         match self {
-            Module::Comment(_) | Module::Wait(_) => Ok(Plan::default()),
+            Module::Comment(_) | Module::Wait(_) | Module::Hold(_) => Ok(Plan::default()),
             Module::File(m) => m.check(ctx).await,
             Module::Dir(m) => m.check(ctx),
             Module::Symlink(m) => m.check(ctx),
@@ -312,7 +316,7 @@ impl Module {
             return Err(StateError::Cancelled);
         }
         match self {
-            Module::Comment(_) | Module::Wait(_) => Ok(Outcome::default()),
+            Module::Comment(_) | Module::Wait(_) | Module::Hold(_) => Ok(Outcome::default()),
             Module::File(m) => m.apply(ctx, plan).await,
             Module::Dir(m) => m.apply(ctx, plan),
             Module::Symlink(m) => m.apply(ctx, plan),
