@@ -236,7 +236,7 @@ pub async fn world(shared: &Shared, app: &str, source: Option<&Source>) -> anyho
     let members = instances.into_iter().map(|i| Member { id: i.id, component: i.component, facts: i.facts }).collect();
     let attrs = shared.store.attributes(app).await?;
     let components = source.map(Source::component_names).unwrap_or_default();
-    Ok(World { members, attrs, components })
+    Ok(World { members, attrs, components, unknown_app: false })
 }
 
 /// Validates a pushed body: `{"state": [...]}` (one list every instance runs) or
@@ -422,7 +422,7 @@ pub fn wire_form(text: &str) -> Result<(Value, Vec<Diagnostic>), Vec<Diagnostic>
     if let Some(retries) = root.get("retries").filter(|r| !r.is_null()) {
         body["retries"] = retries.clone();
     }
-    let (_, warnings) = validate(&body, &mut World::default(), false)?;
+    let (_, warnings) = validate(&body, &mut World { unknown_app: true, ..World::default() }, false)?;
     // Unknown link names are the hub's to judge: it knows the app.
     Ok((body, warnings))
 }

@@ -48,6 +48,8 @@ pub struct World {
     pub attrs: Vec<Attr>,
     /// The components the recipe defines (they exist even with no member yet).
     pub components: BTreeSet<String>,
+    /// The app is not known here (a local check before a push): link names are not checked.
+    pub unknown_app: bool,
 }
 
 /// One link found in a string.
@@ -230,7 +232,7 @@ pub fn check_jinja(text: &str) -> Result<(), String> {
 fn jinja_error(e: &minijinja::Error) -> String {
     let mut text = e.to_string();
     if let Some(line) = e.line() {
-        if !text.contains("line") {
+        if !text.contains("line") && !text.contains("<string>:") {
             text.push_str(&format!(" (line {line})"));
         }
     }
@@ -279,7 +281,7 @@ pub fn check_source(states: &[Value], world: &World, diagnostics: &mut Vec<Diagn
         for (param, text) in found {
             let param = if param.is_empty() { "parameter".to_string() } else { param };
             for (_, link) in links_in(text) {
-                if link.name != "self" && !names.contains(&link.name) {
+                if link.name != "self" && !names.contains(&link.name) && !world.unknown_app {
                     let hint = opsagent_recipe::diag::did_you_mean(&link.name, &name_refs)
                         .unwrap_or_else(|| format!("the app's components and instances are: {}", quoted(&name_refs)));
                     diagnostics.push(
@@ -298,7 +300,7 @@ pub fn check_source(states: &[Value], world: &World, diagnostics: &mut Vec<Diagn
                 let reported =
                     world.members.iter().any(|m| m.facts.as_ref().is_some_and(|f| f.contains_key(&link.attr)))
                         || world.attrs.iter().any(|a| a.key == link.attr);
-                if !KNOWN_ATTRS.contains(&link.attr.as_str()) && !reported {
+                if !KNOWN_ATTRS.contains(&link.attr.as_str()) && !reported && !world.unknown_app {
                     let mut d = Diagnostic::warning(
                         Kind::BadValue,
                         format!(
@@ -433,6 +435,7 @@ mod tests {
                 value: "5432".into(),
             }],
             components: ["db", "web", "cache"].into_iter().map(String::from).collect(),
+            unknown_app: false,
         }
     }
 

@@ -623,3 +623,36 @@ impl SpawnRetrying for Command {
         }
     }
 }
+
+/// A plain-HTTP POST to the hub (loopback, no TLS) with extra headers and a raw body; returns the
+/// status code and the body. No token unless `headers` carries one.
+pub fn http_post(hub: &Hub, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(hub.addr).expect("connect to the hub");
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        hub.addr,
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).expect("send the request");
+    stream.write_all(body).expect("send the body");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).expect("read the response");
+    let text = String::from_utf8_lossy(&response);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body =
+        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
+    (code, body)
+}
+
+impl Hub {
+    /// The operator token, for raw API calls.
+    pub fn api_token(&self) -> String {
+        self.token()
+    }
+}

@@ -88,7 +88,7 @@ async fn an_invalid_recipe_is_refused_with_every_diagnostic() {
             assert!(d.get(key).is_some(), "{key} in {d}");
         }
     }
-    let (status, _) = api(&hub, "POST", "/apps/demo/recipes", Some(json!({ "states": [] }))).await;
+    let (status, _) = api(&hub, "POST", "/apps/demo/recipes", Some(json!({ "stat": [] }))).await;
     assert_eq!(status, 400);
     let (status, _) = api(&hub, "GET", "/apps/demo/recipe", None).await;
     assert_eq!(status, 404, "nothing was stored");
