@@ -62,9 +62,17 @@ impl<'a> ParamReader<'a> {
         message: impl Into<String>,
         hint: Option<String>,
     ) {
+        let param = self.written_path(param);
         let mut d = Diagnostic::error(kind, message).state(self.state.clone()).param(param).at(pos.or(self.pos));
         d.hint = hint;
         self.diagnostics.push(d);
+    }
+
+    /// A parameter path (`name`, `name[2]`, `name.key`) with the name as the recipe writes it.
+    fn written_path(&self, path: &str) -> String {
+        let end = path.find(['[', '.']).unwrap_or(path.len());
+        let (name, rest) = path.split_at(end);
+        format!("{}{rest}", self.written_name(name))
     }
 
     /// Records a warning about parameter `param` (never blocking, except in strict mode when
@@ -88,7 +96,15 @@ impl<'a> ParamReader<'a> {
             return;
         }
         self.shape_warned.push(param.to_string());
-        self.warn(Kind::OriginalShape, param, pos, message, Some(hint.into()));
+        let written = self.written_name(param);
+        self.warn(Kind::OriginalShape, &written, pos, message, Some(hint.into()));
+    }
+
+    /// The name parameter `name` is written under in the recipe (an alias, another spelling), so
+    /// that diagnostics point at what the user wrote.
+    fn written_name(&self, name: &str) -> String {
+        let read_as = self.read_as.iter().position(|r| r.as_deref() == Some(name));
+        read_as.map(|i| self.entries[i].key.clone()).unwrap_or_else(|| name.to_string())
     }
 
     /// The raw node of a parameter; `null` counts as absent (the original sent nulls for unset values).
@@ -98,17 +114,8 @@ impl<'a> ParamReader<'a> {
         self.used[index] = true;
         let entry = &self.entries[index];
         if entry.key != name && self.read_as[index].is_none() {
+            // Warned about in `finish`, unless the module knows this spelling too.
             self.read_as[index] = Some(name.to_string());
-            let (message, hint) = if catalog::param_alias(&self.module, &entry.key) == Some(name) {
-                (
-                    format!("parameter `{}` is the original's name for `{name}`; read as `{name}`", entry.key),
-                    format!("rename it to `{name}`"),
-                )
-            } else {
-                (format!("parameter `{}` is read as `{name}`", entry.key), format!("write it `{name}`"))
-            };
-            let (key, pos) = (entry.key.clone(), entry.key_pos);
-            self.warn(Kind::Alias, &key, pos, message, Some(hint));
         }
         let node = &self.entries[index].value;
         if matches!(node.value, Value::Null) {
@@ -473,7 +480,28 @@ impl<'a> ParamReader<'a> {
     /// entries of [`catalog::IGNORED_PARAMS`]) are accepted for compatibility and ignored, with a
     /// warning. `Ok` holds the warnings; `Err` the errors, then the warnings.
     pub fn finish(mut self, known: &[&str], ignored: &[&str]) -> Result<Vec<Diagnostic>, Vec<Diagnostic>> {
-        let mut warnings = std::mem::take(&mut self.warnings);
+        let mut warnings = Vec::new();
+        for (entry, read_as) in self.entries.iter().zip(&self.read_as) {
+            let Some(ours) = read_as.as_deref().filter(|_| !known.contains(&entry.key.as_str())) else {
+                continue;
+            };
+            let (message, hint) = if catalog::param_alias(&self.module, &entry.key) == Some(ours) {
+                (
+                    format!("parameter `{}` is the original's name for `{ours}`; read as `{ours}`", entry.key),
+                    format!("rename it to `{ours}`"),
+                )
+            } else {
+                (format!("parameter `{}` is read as `{ours}`", entry.key), format!("write it `{ours}`"))
+            };
+            warnings.push(
+                Diagnostic::warning(Kind::Alias, message)
+                    .state(self.state.clone())
+                    .param(&entry.key)
+                    .at(entry.key_pos.or(self.pos))
+                    .with_hint(hint),
+            );
+        }
+        warnings.append(&mut self.warnings);
         for (i, entry) in self.entries.iter().enumerate() {
             if self.used[i] || entry.key.starts_with('_') {
                 continue;
