@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use opsagent_engine::{Policy, RoundResult, Status};
+use opsagent_recipe::Diagnostic;
 use opsagent_states::ctx::RoundCtx;
 use opsagent_states::{Compiled, Tail};
 use serde::Serialize;
@@ -27,17 +28,18 @@ pub struct ApplyArgs {
     pub retries: Option<u32>,
     pub retry_delay: Option<Duration>,
     pub done: Vec<String>,
+    /// Refuse the original's compatibility shapes (see `opsagent_recipe::strict`).
+    pub strict: bool,
     pub state_dir: PathBuf,
 }
 
 pub async fn apply(args: ApplyArgs, printer: Printer) -> ExitCode {
-    let Some(Loaded { recipe, states, warnings }) = load_recipe(&args.file, printer, args.json) else {
+    let options = opsagent_recipe::Options { strict: args.strict };
+    let Some(Loaded { recipe, states, warnings }) = load_recipe(&args.file, options, printer, args.json) else {
         return ExitCode::Invalid;
     };
     if !args.json {
-        for w in &warnings {
-            printer.err(&w.to_string());
-        }
+        crate::load::print_warnings(&args.file, &warnings, printer);
     }
     let unknown_done: Vec<&String> = args.done.iter().filter(|id| !states.iter().any(|s| &s.state.id == *id)).collect();
     if let Some(id) = unknown_done.first() {
@@ -70,7 +72,7 @@ pub async fn apply(args: ApplyArgs, printer: Printer) -> ExitCode {
     signals.abort();
 
     if args.json {
-        printer.out(&json_report(recipe.version, args.test, &report));
+        printer.out(&json_report(recipe.version, args.test, &report, &warnings));
     } else {
         view.summary(&report);
     }
@@ -259,6 +261,8 @@ struct JsonReport<'a> {
     result: &'static str,
     duration_ms: u64,
     states: Vec<JsonState<'a>>,
+    /// The recipe's warnings, as `opsagent validate --format json` lists them.
+    warnings: Vec<crate::load::JsonDiagnostic>,
 }
 
 #[derive(Serialize)]
@@ -283,7 +287,7 @@ struct JsonChange<'a> {
 }
 
 /// The `--format json` document.
-fn json_report(version: Option<u64>, test: bool, report: &RoundReport) -> String {
+fn json_report(version: Option<u64>, test: bool, report: &RoundReport, warnings: &[Diagnostic]) -> String {
     let result = match report.result {
         RoundResult::Succeeded => "succeeded",
         RoundResult::Failed => "failed",
@@ -314,6 +318,7 @@ fn json_report(version: Option<u64>, test: bool, report: &RoundReport) -> String
                 stderr: r.stderr.as_ref().map(Tail::text),
             })
             .collect(),
+        warnings: warnings.iter().map(crate::load::json_diagnostic).collect(),
     };
     // Serializing plain structs of strings and numbers cannot fail.
     serde_json::to_string_pretty(&doc).unwrap_or_default()

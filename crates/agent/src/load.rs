@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use opsagent_recipe::{Diagnostic, Recipe};
+use opsagent_recipe::{Diagnostic, Options, Recipe};
 use opsagent_states::Compiled;
 use serde::Serialize;
 
@@ -23,8 +23,9 @@ pub enum LoadError {
     Invalid(Vec<Diagnostic>),
 }
 
-/// Reads, parses and compiles `path`.
-pub fn read_recipe(path: &Path) -> Result<Loaded, LoadError> {
+/// Reads, parses and compiles `path`. With `options.strict`, what is accepted only for
+/// compatibility with the original (`Diagnostic::is_compat_warning`) is an error.
+pub fn read_recipe(path: &Path, options: Options) -> Result<Loaded, LoadError> {
     let shown = path.display().to_string();
     let text =
         std::fs::read_to_string(path).map_err(|e| LoadError::Unreadable(format!("cannot read `{shown}`: {e}")))?;
@@ -39,6 +40,9 @@ pub fn read_recipe(path: &Path) -> Result<Loaded, LoadError> {
     };
     // (A lenient recipe carries no warnings of its own: they are all in `diagnostics`.)
     diagnostics.extend(compile_diagnostics);
+    if options.strict {
+        diagnostics = opsagent_recipe::strict(diagnostics);
+    }
     for d in &mut diagnostics {
         d.file = Some(shown.clone());
     }
@@ -57,8 +61,8 @@ pub fn read_recipe(path: &Path) -> Result<Loaded, LoadError> {
 }
 
 /// Like [`read_recipe`], printing the problems (as text, or as JSON on stdout) when it fails.
-pub fn load_recipe(path: &Path, printer: Printer, json: bool) -> Option<Loaded> {
-    match read_recipe(path) {
+pub fn load_recipe(path: &Path, options: Options, printer: Printer, json: bool) -> Option<Loaded> {
+    match read_recipe(path, options) {
         Ok(loaded) => Some(loaded),
         Err(error) => {
             if json {
@@ -68,6 +72,22 @@ pub fn load_recipe(path: &Path, printer: Printer, json: bool) -> Option<Loaded> 
             }
             None
         }
+    }
+}
+
+/// Prints every warning, then a count with what to do about them.
+pub fn print_warnings(path: &Path, warnings: &[Diagnostic], printer: Printer) {
+    for w in warnings {
+        printer.err(&render(w, printer));
+    }
+    let compat = warnings.iter().filter(|w| w.kind.is_compat()).count();
+    if compat > 0 {
+        printer.err(&format!(
+            "{}: {}: {compat} warning{} about what is accepted only for compatibility with the original; fix them, or `opsagent validate --strict` refuses the recipe",
+            printer.paint("warning", "33;1"),
+            path.display(),
+            if compat == 1 { "" } else { "s" }
+        ));
     }
 }
 
@@ -86,6 +106,12 @@ pub fn print_load_error(path: &Path, error: &LoadError, printer: Printer) {
                 path.display(),
                 if n == 1 { "" } else { "s" }
             ));
+            if diagnostics.iter().any(|d| d.is_error() && d.kind.is_compat()) {
+                printer.err(&format!(
+                    "\n{}: without `--strict`, what the original accepted (unknown parameters, aliases, missing or repeated ids, its value shapes) is only a warning",
+                    printer.paint("hint", "36")
+                ));
+            }
         }
     }
 }
@@ -110,8 +136,9 @@ pub struct JsonFile {
     diagnostics: Vec<JsonDiagnostic>,
 }
 
+/// One diagnostic in `--format json` (validate's `diagnostics`, apply's `warnings`).
 #[derive(Serialize)]
-struct JsonDiagnostic {
+pub struct JsonDiagnostic {
     severity: &'static str,
     kind: &'static str,
     state_number: Option<usize>,
@@ -124,7 +151,7 @@ struct JsonDiagnostic {
     hint: Option<String>,
 }
 
-fn json_diagnostic(d: &Diagnostic) -> JsonDiagnostic {
+pub fn json_diagnostic(d: &Diagnostic) -> JsonDiagnostic {
     JsonDiagnostic {
         severity: if d.is_error() { "error" } else { "warning" },
         kind: d.kind.as_str(),

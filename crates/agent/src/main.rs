@@ -64,6 +64,10 @@ enum Command {
         /// Release the `meta.wait` state with this id (repeatable)
         #[arg(long, value_name = "ID")]
         done: Vec<String>,
+        /// Refuse what is accepted only for compatibility with the original: unknown parameters,
+        /// parameter and module aliases, missing or repeated state ids, the original's value shapes
+        #[arg(long)]
+        strict: bool,
         /// Where the agent keeps generated files (the default working directory of commands is its `tmp`)
         #[arg(long, value_name = "DIR", env = "OPSAGENT_STATE_DIR", default_value = apply::default_state_dir().as_os_str())]
         state_dir: PathBuf,
@@ -103,6 +107,10 @@ enum Command {
         /// Same as `--format json`
         #[arg(long)]
         json: bool,
+        /// Refuse what is accepted only for compatibility with the original: unknown parameters,
+        /// parameter and module aliases, missing or repeated state ids, the original's value shapes
+        #[arg(long)]
+        strict: bool,
     },
 }
 
@@ -129,7 +137,7 @@ fn main() -> std::process::ExitCode {
         Err(e) => e.exit(),
     };
     let code = match cli.command {
-        Command::Apply { file, test, keep_going, format, json, retries, retry_delay, done, state_dir } => {
+        Command::Apply { file, test, keep_going, format, json, retries, retry_delay, done, strict, state_dir } => {
             let json = json || format == Format::Json;
             let printer = Printer::new(cli.color, json);
             let retry_delay = match retry_delay.map(Duration::try_from_secs_f64).transpose() {
@@ -139,7 +147,7 @@ fn main() -> std::process::ExitCode {
                     return std::process::ExitCode::from(ExitCode::Invalid as u8);
                 }
             };
-            let args = apply::ApplyArgs { file, test, keep_going, json, retries, retry_delay, done, state_dir };
+            let args = apply::ApplyArgs { file, test, keep_going, json, retries, retry_delay, done, strict, state_dir };
             let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {
@@ -182,9 +190,9 @@ fn main() -> std::process::ExitCode {
             init_logging();
             watchdog(&config)
         }
-        Command::Validate { files, format, json } => {
+        Command::Validate { files, format, json, strict } => {
             let json = json || format == Format::Json;
-            validate(&files, Printer::new(cli.color, json), json)
+            validate(&files, opsagent_recipe::Options { strict }, Printer::new(cli.color, json), json)
         }
     };
     std::process::ExitCode::from(code as u8)
@@ -224,21 +232,25 @@ fn init_logging() {
     }
 }
 
-/// `opsagent validate`: 0 all valid, 1 some invalid, 2 some unreadable.
-fn validate(files: &[PathBuf], printer: Printer, json: bool) -> ExitCode {
+/// `opsagent validate`: 0 all valid (warnings or not), 1 some invalid, 2 some unreadable.
+fn validate(files: &[PathBuf], options: opsagent_recipe::Options, printer: Printer, json: bool) -> ExitCode {
     let mut code = ExitCode::Success;
     let mut reports = Vec::new();
     for file in files {
-        match load::read_recipe(file) {
+        match load::read_recipe(file, options) {
             Ok(loaded) => {
                 if json {
                     reports.push(load::valid_file_report(file, &loaded));
                 } else {
-                    for w in &loaded.warnings {
-                        printer.err(&load::render(w, printer));
-                    }
+                    load::print_warnings(file, &loaded.warnings, printer);
+                    let n = loaded.warnings.len();
+                    let warnings = match n {
+                        0 => String::new(),
+                        1 => ", 1 warning".to_string(),
+                        n => format!(", {n} warnings"),
+                    };
                     printer.out(&format!(
-                        "{} {}: {} states",
+                        "{} {}: {} states{warnings}",
                         printer.paint("valid", "32;1"),
                         file.display(),
                         loaded.states.len()

@@ -168,7 +168,7 @@ fn failures_are_clear() {
 
     let bad = s.recipe(
         "bad.yaml",
-        "states:\n  - {id: env, module: common.virtualenv, parameter: {requirements-file: rel.txt, extra-search-dir: [wheels], system-site-packages: maybe, python: python3}}\n",
+        "states:\n  - {id: env, module: common.virtualenv, parameter: {requirements-file: rel.txt, extra-search-dir: [wheels], system-site-packages: maybe, python: python3, pyton-bin: x}}\n",
     );
     let out = Command::new(common::bin()).arg("validate").arg(&bad).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
@@ -178,7 +178,9 @@ fn failures_are_clear() {
         "`rel.txt` is not an absolute path",
         "`wheels` is not an absolute path",
         "expected true or false, found `maybe`",
-        "unknown parameter `python`",
+        // Salt's name for `python-bin` is read as it, with a warning; a typo still gets "did you mean".
+        "parameter `python` is the original's name for `python-bin`; read as `python-bin`",
+        "unknown parameter `pyton-bin` is ignored",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }

@@ -25,6 +25,13 @@ pub enum Kind {
     BadValue,
     DuplicateId,
     IgnoredKey,
+    /// A state without an `id`, given one from its position.
+    MissingId,
+    /// A module id or parameter written with the original's (or Salt's) name, read as ours.
+    Alias,
+    /// A value in one of the original's shapes, converted (a list where a mapping is expected,
+    /// `y`/`n` booleans, `env` as one string, `cmd` as a list).
+    OriginalShape,
 }
 
 impl Kind {
@@ -40,7 +47,24 @@ impl Kind {
             Kind::BadValue => "bad_value",
             Kind::DuplicateId => "duplicate_id",
             Kind::IgnoredKey => "ignored_key",
+            Kind::MissingId => "missing_id",
+            Kind::Alias => "alias",
+            Kind::OriginalShape => "original_shape",
         }
+    }
+
+    /// Whether this kind marks something accepted for compatibility with the original: a warning
+    /// in the default mode, an error in strict mode ([`crate::strict`]).
+    pub fn is_compat(self) -> bool {
+        matches!(
+            self,
+            Kind::UnknownParameter
+                | Kind::DuplicateId
+                | Kind::IgnoredKey
+                | Kind::MissingId
+                | Kind::Alias
+                | Kind::OriginalShape
+        )
     }
 }
 
@@ -108,6 +132,11 @@ impl Diagnostic {
 
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
+    }
+
+    /// A warning of a compatibility kind ([`Kind::is_compat`]), which strict mode refuses.
+    pub fn is_compat_warning(&self) -> bool {
+        self.severity == Severity::Warning && self.kind.is_compat()
     }
 
     /// The location part: `file:line:col: state 3 `id` (module): parameter `p``.

@@ -1,11 +1,29 @@
-//! The recipe model of opsagent: turns the three recipe forms — the original's wire form
-//! (`{"recipe_version", "state": [...]}`), the original IDE export (`{"component": {...}}`) and
-//! our YAML authoring form (`version:` + `states:`) — into one [`Recipe`], checking its shape:
-//! state ids present and unique, module ids known, parameters a mapping.
+//! The recipe model of opsagent: turns the four recipe forms — the original's wire form
+//! (`{"recipe_version", "state": [...]}`), the original IDE export (`{"component": {...}}`), our
+//! YAML authoring form (`version:` + `states:`) and a bare list of states — into one [`Recipe`],
+//! checking its shape: module ids known, parameters a mapping, state ids unique.
 //!
 //! It never does I/O and knows nothing of how a module runs: module parameters are checked by
 //! each module's `from_params` in the `states` crate, through [`ParamReader`]. Every problem is a
 //! [`Diagnostic`] naming the state, module, parameter and line:column, with a hint.
+//!
+//! **Compatibility with the original.** The original ignored what it did not know, so its recipes
+//! come in shapes ours would refuse. They are accepted, each with a warning of a compatibility
+//! kind ([`Kind::is_compat`]):
+//! - a state without an `id` is named from its 1-based position, `state-N` (`state-N-2`… should
+//!   an explicit id already be `state-N`) — [`Kind::MissingId`];
+//! - a repeated id: the later states are renamed `{id}#{position}` in the [`Recipe`], so that the
+//!   agent and the hub (both read recipes with this crate) name them alike in reports, DONEs and
+//!   waits — [`Kind::DuplicateId`];
+//! - older or spaced module ids (`linux lvm pv`, `linux pv`) and parameter aliases per module
+//!   ([`catalog::PARAM_ALIASES`]: `fromrepo`, `use_utc`, `dev`…) — [`Kind::Alias`];
+//! - values in the original's shapes (see [`ParamReader`]) — [`Kind::OriginalShape`];
+//! - unknown parameters (with "did you mean") and state keys — [`Kind::UnknownParameter`],
+//!   [`Kind::IgnoredKey`].
+//!
+//! **Strict mode** refuses all of these: [`strict`] turns the compatibility warnings of a list of
+//! diagnostics into errors ([`parse_str_with`] with [`Options`]`{ strict: true }` does it while
+//! parsing; `opsagent_states::compile_strict` after checking the parameters too).
 //!
 //! Start reading at [`parse_str`].
 
@@ -94,8 +112,43 @@ impl RecipeError {
 
 /// Parses a recipe file's text (YAML, or JSON, which YAML contains).
 pub fn parse_str(text: &str) -> Result<Recipe, RecipeError> {
+    parse_str_with(text, Options::default())
+}
+
+/// How a recipe is read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Refuse what is accepted only for compatibility with the original (see the crate doc):
+    /// its warnings become errors.
+    pub strict: bool,
+}
+
+/// [`parse_str`], with options.
+pub fn parse_str_with(text: &str, options: Options) -> Result<Recipe, RecipeError> {
     let (recipe, diagnostics) = parse_lenient(text);
-    finish(recipe, diagnostics)
+    finish(recipe, apply_options(diagnostics, options))
+}
+
+/// Strict mode: the compatibility warnings ([`Diagnostic::is_compat_warning`]) become errors;
+/// every other diagnostic is kept as it is, in order.
+pub fn strict(diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    diagnostics
+        .into_iter()
+        .map(|mut d| {
+            if d.is_compat_warning() {
+                d.severity = Severity::Error;
+            }
+            d
+        })
+        .collect()
+}
+
+fn apply_options(diagnostics: Vec<Diagnostic>, options: Options) -> Vec<Diagnostic> {
+    if options.strict {
+        strict(diagnostics)
+    } else {
+        diagnostics
+    }
 }
 
 /// For validation only: reads what can be read, so that the states crate can check the
@@ -135,11 +188,21 @@ pub fn from_json(value: &serde_json::Value) -> Result<Recipe, RecipeError> {
     from_node(Node::from_json(value))
 }
 
-/// Reads any of the three forms from a parsed document (its states' parameters are moved out of it).
-pub fn from_node(mut root: Node) -> Result<Recipe, RecipeError> {
+/// [`from_json`], with options.
+pub fn from_json_with(value: &serde_json::Value, options: Options) -> Result<Recipe, RecipeError> {
+    from_node_with(Node::from_json(value), options)
+}
+
+/// Reads any of the four forms from a parsed document (its states' parameters are moved out of it).
+pub fn from_node(root: Node) -> Result<Recipe, RecipeError> {
+    from_node_with(root, Options::default())
+}
+
+/// [`from_node`], with options.
+pub fn from_node_with(mut root: Node, options: Options) -> Result<Recipe, RecipeError> {
     let mut reader = Reader::default();
     let recipe = reader.read_document(&mut root);
-    finish(recipe, reader.diagnostics)
+    finish(recipe, apply_options(reader.diagnostics, options))
 }
 
 fn finish(recipe: Recipe, mut diagnostics: Vec<Diagnostic>) -> Result<Recipe, RecipeError> {
@@ -169,9 +232,9 @@ impl Reader {
         match &root.value {
             Value::Map(_) => {}
             Value::Seq(_) => {
-                // A bare list of states: accepted, as a convenience for hand-written files.
+                // A bare list of states: accepted, as the original's tools wrote some.
                 recipe.states = self.read_states(root, 0);
-                self.check_unique_ids(&recipe.states);
+                self.name_states(&mut recipe.states);
                 recipe.states.retain(|s| catalog::is_known_module(&s.module));
                 return recipe;
             }
@@ -217,7 +280,7 @@ impl Reader {
                 Diagnostic::error(Kind::Shape, "the recipe has no `states` list").at(root_pos).with_hint(shape_hint),
             );
         }
-        self.check_unique_ids(&recipe.states);
+        self.name_states(&mut recipe.states);
         // States of unknown modules were reported; what remains is what the modules can check.
         recipe.states.retain(|s| catalog::is_known_module(&s.module));
         recipe
@@ -295,18 +358,28 @@ impl Reader {
             );
             return None;
         };
-        let id = item.get("id").or_else(|| item.get("stateid")).and_then(Node::scalar_text).filter(|s| !s.is_empty());
+        // A missing id is given one from the state's position later (`name_states`).
+        let id = item
+            .get("id")
+            .or_else(|| item.get("stateid"))
+            .and_then(Node::scalar_text)
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty());
         sref.id = id.clone();
-        let module = item.get("module").and_then(Node::scalar_text);
-        sref.module = module.clone();
-        if id.is_none() {
-            self.error(
-                Diagnostic::error(Kind::MissingParameter, "the state has no `id`")
-                    .state(sref.clone())
-                    .at(item.pos)
-                    .with_hint("give every state a unique `id`, e.g. `id: app-config`"),
-            );
+        let mut module = item.get("module").and_then(Node::scalar_text);
+        if let Some(written) = &module {
+            if let Some(ours) = catalog::canonical_module(written).filter(|ours| ours != written) {
+                sref.module = Some(ours.to_string());
+                self.diagnostics.push(
+                    Diagnostic::warning(Kind::Alias, format!("module id `{written}` is read as `{ours}`"))
+                        .state(sref.clone())
+                        .at(item.get("module").and_then(|n| n.pos))
+                        .with_hint(format!("write `module: {ours}`")),
+                );
+                module = Some(ours.to_string());
+            }
         }
+        sref.module = module.clone();
         match &module {
             None => {
                 self.error(
@@ -388,23 +461,65 @@ impl Reader {
                 }
             }
         }
-        (!state.id.is_empty()).then_some(state)
+        Some(state)
     }
 
-    fn check_unique_ids(&mut self, states: &[State]) {
-        for (i, state) in states.iter().enumerate() {
-            if let Some(first) = states[..i].iter().find(|s| s.id == state.id) {
-                let first_at = first.pos.map(|p| format!(" (line {})", p.line)).unwrap_or_default();
-                self.error(
-                    Diagnostic::error(
-                        Kind::DuplicateId,
-                        format!("state id `{}` is already used by state {}{first_at}", state.id, first.number),
-                    )
-                    .state(state.state_ref())
-                    .at(state.pos)
-                    .with_hint("state ids must be unique within a recipe; rename one of them"),
-                );
+    /// Names the states that have no id (`state-N`, from their position) and renames the later
+    /// states of a repeated id (`{id}#N`), with a warning each; the names are never an id already
+    /// used in the recipe, and depend only on the recipe, so every reader finds the same ones.
+    fn name_states(&mut self, states: &mut [State]) {
+        let mut taken: std::collections::HashSet<String> =
+            states.iter().filter(|s| !s.id.is_empty()).map(|s| s.id.clone()).collect();
+        let free_name = |taken: &std::collections::HashSet<String>, base: String, sep: char| {
+            if !taken.contains(&base) {
+                return base;
             }
+            (2..).map(|k| format!("{base}{sep}{k}")).find(|n| !taken.contains(n)).expect("some name is free")
+        };
+        for state in states.iter_mut().filter(|s| s.id.is_empty()) {
+            let name = free_name(&taken, format!("state-{}", state.number), '-');
+            taken.insert(name.clone());
+            state.id = name;
+            self.diagnostics.push(
+                Diagnostic::warning(
+                    Kind::MissingId,
+                    format!("the state has no `id`: it is named `{}` from its position", state.id),
+                )
+                .state(state.state_ref())
+                .at(state.pos)
+                .with_hint(format!(
+                    "give every state a unique `id`, e.g. `id: app-config`; until then reports, DONEs and waits name it `{}`",
+                    state.id
+                )),
+            );
+        }
+        let mut first_of: std::collections::HashMap<String, (usize, Option<Pos>)> = std::collections::HashMap::new();
+        for state in states.iter_mut() {
+            let Some(&(first_number, first_pos)) = first_of.get(&state.id) else {
+                first_of.insert(state.id.clone(), (state.number, state.pos));
+                continue;
+            };
+            let written = std::mem::take(&mut state.id);
+            let name = free_name(&taken, format!("{written}#{}", state.number), '.');
+            taken.insert(name.clone());
+            state.id = name;
+            first_of.insert(state.id.clone(), (state.number, state.pos));
+            let first_at = first_pos.map(|p| format!(" (line {})", p.line)).unwrap_or_default();
+            self.diagnostics.push(
+                Diagnostic::warning(
+                    Kind::DuplicateId,
+                    format!(
+                        "state id `{written}` is already used by state {first_number}{first_at}: this state is named `{}`",
+                        state.id
+                    ),
+                )
+                .state(state.state_ref())
+                .at(state.pos)
+                .with_hint(format!(
+                    "state ids should be unique within a recipe; rename one of them (reports, DONEs and waits name this one `{}`)",
+                    state.id
+                )),
+            );
         }
     }
 }

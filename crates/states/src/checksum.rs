@@ -1,4 +1,5 @@
-//! Checksums as recipes write them (`sha256:HEX`, the original's `md5=HEX`), and file digests.
+//! Checksums as recipes write them (`sha256:HEX`, the original's `md5=HEX`), checksum files
+//! (`SHA256SUMS`, `x.tar.gz.sha256`: [`from_sums_file`]), and file digests.
 
 use std::fs;
 use std::io::{self, Read};
@@ -92,6 +93,53 @@ pub fn param(p: &mut ParamReader<'_>, name: &str) -> Option<Checksum> {
     })
 }
 
+/// The checksum of `file_name` in the text of a checksum file: a `HEX  NAME` (or `HEX *NAME`) line
+/// as `sha256sum` writes them, a BSD `SHA256 (NAME) = HEX` line, or the file's single hash (bare,
+/// or as `algo:HEX`). The algorithm follows from the digest's length (32 hex digits: md5, 40:
+/// sha1, 64: sha256, 128: sha512). The error says what is missing.
+pub fn from_sums_file(text: &str, file_name: &str) -> Result<Checksum, String> {
+    let mut found: Vec<(Option<String>, Checksum)> = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        if let Ok(checksum) = parse_checksum(line) {
+            found.push((None, checksum));
+            continue;
+        }
+        // BSD form: `SHA256 (name) = hex`.
+        if let Some((left, hex)) = line.rsplit_once(") = ") {
+            if let Some((_, name)) = left.split_once(" (") {
+                if let Some(checksum) = by_length(hex) {
+                    found.push((Some(name.to_string()), checksum));
+                }
+            }
+            continue;
+        }
+        let mut parts = line.splitn(2, char::is_whitespace);
+        let (Some(hex), name) = (parts.next(), parts.next()) else { continue };
+        let Some(checksum) = by_length(hex) else { continue };
+        let name = name.map(|n| n.trim().trim_start_matches('*').to_string()).filter(|n| !n.is_empty());
+        found.push((name, checksum));
+    }
+    let base = |name: &str| name.rsplit('/').next().unwrap_or(name).to_string();
+    if let Some((_, checksum)) = found.iter().find(|(name, _)| name.as_deref().map(base).as_deref() == Some(file_name))
+    {
+        return Ok(checksum.clone());
+    }
+    match found.as_slice() {
+        [(None, checksum)] => Ok(checksum.clone()),
+        [] => Err("the checksum file holds no md5, sha1, sha256 or sha512 digest".into()),
+        _ => Err(format!("the checksum file has no line for `{file_name}`")),
+    }
+}
+
+fn by_length(hex: &str) -> Option<Checksum> {
+    let hex = hex.trim().to_ascii_lowercase();
+    if !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let algo = [Algo::Md5, Algo::Sha1, Algo::Sha256, Algo::Sha512].into_iter().find(|a| a.hex_len() == hex.len())?;
+    Some(Checksum { algo, hex })
+}
+
 /// The hex digest of a file, read in chunks.
 pub fn digest_file(path: &Path, algo: Algo) -> Result<String, StateError> {
     fn run<D: Digest>(mut file: fs::File) -> io::Result<String> {
@@ -127,5 +175,22 @@ mod tests {
         assert!(parse_checksum("sha256:abc").unwrap_err().1.contains("is not a sha256 checksum"));
         assert!(parse_checksum("crc:00").unwrap_err().1.contains("`crc` is not a checksum algorithm"));
         assert_eq!(parse_checksum("https://x/sum").unwrap_err().0, Kind::NotYetSupported);
+    }
+
+    #[test]
+    fn checksum_files() {
+        let a = "a".repeat(64);
+        let b = "b".repeat(64);
+        let sums = format!("# comment\n{a}  app-1.0.tar.gz\n{b} *dist/app-1.1.tar.gz\n");
+        assert_eq!(from_sums_file(&sums, "app-1.1.tar.gz").unwrap().to_string(), format!("sha256:{b}"));
+        assert_eq!(from_sums_file(&sums, "app-1.0.tar.gz").unwrap().hex, a);
+        assert_eq!(from_sums_file(&sums, "other.zip").unwrap_err(), "the checksum file has no line for `other.zip`");
+        let md5 = "d41d8cd98f00b204e9800998ecf8427e";
+        assert_eq!(from_sums_file(&format!("{md5}\n"), "x.zip").unwrap().to_string(), format!("md5:{md5}"));
+        assert_eq!(from_sums_file(&format!("md5={md5}"), "x.zip").unwrap().algo, Algo::Md5);
+        assert_eq!(from_sums_file(&format!("SHA256 (x.zip) = {a}\n"), "x.zip").unwrap().hex, a);
+        // A single line naming another file is not taken for this one.
+        assert!(from_sums_file(&format!("{a}  y.zip\n"), "x.zip").is_err());
+        assert!(from_sums_file("<html>not found</html>", "x.zip").unwrap_err().contains("holds no"));
     }
 }

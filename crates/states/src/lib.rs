@@ -8,7 +8,9 @@
 //!   an empty plan means "already fine", and a failure to look is an error, never "fine";
 //! - `apply` carries out the plan and returns an [`Outcome`].
 //!
-//! [`compile`] turns a [`Recipe`] into [`Compiled`] states (every error of every state at once);
+//! [`compile`] turns a [`Recipe`] into [`Compiled`] states (every error of every state at once;
+//! what is accepted only for compatibility with the original — unknown parameters, aliases, the
+//! original's value shapes — comes back as warnings); [`compile_strict`] refuses those too;
 //! [`Module`] dispatches the contract to the module. Files are written only by
 //! [`fsutil::write_atomic`], processes run only through [`process::run`] (own process group,
 //! timeout and cancellation kill the whole group). This crate never decides round order or
@@ -83,6 +85,24 @@ pub fn compile(recipe: &Recipe) -> Result<(Vec<Compiled>, Vec<Diagnostic>), Vec<
     } else {
         errors.extend(warnings);
         Err(errors)
+    }
+}
+
+/// [`compile`] in strict mode: the compatibility warnings of the recipe and of every state's
+/// parameters ([`Diagnostic::is_compat_warning`]: unknown parameters, aliases, missing and
+/// repeated ids, the original's value shapes) are errors. Other warnings stay warnings.
+pub fn compile_strict(recipe: &Recipe) -> Result<(Vec<Compiled>, Vec<Diagnostic>), Vec<Diagnostic>> {
+    let (states, diagnostics) = match compile(recipe) {
+        Ok((states, warnings)) => (Some(states), warnings),
+        Err(diagnostics) => (None, diagnostics),
+    };
+    let mut diagnostics = opsagent_recipe::strict(diagnostics);
+    match states {
+        Some(states) if !diagnostics.iter().any(Diagnostic::is_error) => Ok((states, diagnostics)),
+        _ => {
+            diagnostics.sort_by_key(|d| (!d.is_error(), d.state.as_ref().map(|s| s.number).unwrap_or(0)));
+            Err(diagnostics)
+        }
     }
 }
 

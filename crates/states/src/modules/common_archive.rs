@@ -4,7 +4,7 @@
 //! |---|---|---|---|
 //! | `source` | absolute path, `file://` or `http(s)://` URL | required | the archive; the format comes from its name: `.tar`, `.tar.gz`/`.tgz`/`.gz`, `.tar.bz2`/`.tbz`/`.tbz2`/`.bz2`/`.bz`, `.tar.xz`/`.txz`/`.xz`, `.zip`; a URL is downloaded into the agent's cache (TLS verified) and revalidated once per round |
 //! | `path` | absolute path | required | extract into this directory; created (mode 0755) with its parents |
-//! | `checksum` | `ALGO:HEX` | — | `md5:…`, `sha1:…`, `sha256:…` or `sha512:…` (the original's `md5=…` too); the archive is verified **before** anything is extracted, and a mismatch fails the state |
+//! | `checksum` | `ALGO:HEX` or URL | — | `md5:…`, `sha1:…`, `sha256:…` or `sha512:…` (the original's `md5=…` too); the archive is verified **before** anything is extracted, and a mismatch fails the state. An `http(s)://` URL names a checksum file (`SHA256SUMS`, `app.tar.gz.sha256`, as the original allowed): it is fetched (through the download cache) when the state is checked and applied, and the line for the archive's file name — or its single hash — is used. Salt's name `source_hash` is accepted too |
 //! | `if-path-absent` | list of absolute paths | — | extract only while none of these exists |
 //!
 //! "Already fine" means, with `if-path-absent`: one of those paths exists. Otherwise: `path` exists
@@ -54,6 +54,8 @@ use crate::{fsutil, Action, Change, Ctx, Outcome, Plan, StateError};
 
 /// The largest archive downloaded.
 const MAX_ARCHIVE: u64 = 16 << 30;
+/// The largest checksum file downloaded.
+const MAX_SUMS_FILE: u64 = 1 << 20;
 const TAR_HINT: &str = "install the `tar` package";
 const UNZIP_HINT: &str = "install the `unzip` package (an earlier `linux.apt.package` state can)";
 
@@ -73,6 +75,8 @@ pub struct Archive {
     pub format: Format,
     pub path: PathBuf,
     pub checksum: Option<Checksum>,
+    /// The URL of a checksum file that gives `checksum` at run time.
+    pub checksum_url: Option<String>,
     pub if_path_absent: Vec<PathBuf>,
 }
 
@@ -99,7 +103,7 @@ impl Archive {
             format
         });
         let path = absolute_path(&mut p, "path");
-        let checksum = checksum::param(&mut p, "checksum");
+        let (checksum, checksum_url) = checksum_param(&mut p);
         let absent_pos = p.node("if-path-absent").and_then(|n| n.pos);
         let absent = p.string_list("if-path-absent").unwrap_or_default();
         let if_path_absent = absent
@@ -111,7 +115,9 @@ impl Archive {
         let (Some(source), Some(format), Some(path)) = (source, format, path) else {
             unreachable!("finish fails when `source` or `path` is missing or invalid");
         };
-        Ok((Archive { state_id: state.id.clone(), source, format, path, checksum, if_path_absent }, warnings))
+        let archive =
+            Archive { state_id: state.id.clone(), source, format, path, checksum, checksum_url, if_path_absent };
+        Ok((archive, warnings))
     }
 
     pub async fn check(&self, ctx: &Ctx) -> Result<Plan, StateError> {
@@ -119,8 +125,9 @@ impl Archive {
         if self.if_path_absent.iter().any(|p| p.exists()) {
             return Ok(plan);
         }
+        let expected = self.expected(ctx).await?;
         if self.if_path_absent.is_empty() && self.path.exists() {
-            let sum = match &self.checksum {
+            let sum = match &expected {
                 Some(c) => c.to_string(),
                 None => {
                     let local = self.source.local(ctx, None, MAX_ARCHIVE).await?;
@@ -131,8 +138,8 @@ impl Archive {
                 return Ok(plan);
             }
         }
-        let local = self.source.local(ctx, self.checksum.as_ref(), MAX_ARCHIVE).await?;
-        let sum = self.verify(&local)?;
+        let local = self.source.local(ctx, expected.as_ref(), MAX_ARCHIVE).await?;
+        let sum = self.verify(&local, expected.as_ref())?;
         let members = self.members(ctx, &local).await?;
         let action = if self.path.exists() { Action::Update } else { Action::Create };
         let short = sum.get(..sum.find(':').map_or(0, |i| i + 13)).unwrap_or(&sum);
@@ -149,8 +156,9 @@ impl Archive {
             return Ok(plan.into());
         }
         // Verified again right before extracting: the file may have changed since `check`.
-        let local = self.source.local(ctx, self.checksum.as_ref(), MAX_ARCHIVE).await?;
-        let sum = self.verify(&local)?;
+        let expected = self.expected(ctx).await?;
+        let local = self.source.local(ctx, expected.as_ref(), MAX_ARCHIVE).await?;
+        let sum = self.verify(&local, expected.as_ref())?;
         self.members(ctx, &local).await?;
         let exists = match fs::symlink_metadata(&self.path) {
             Ok(meta) if meta.is_dir() => true,
@@ -200,9 +208,22 @@ impl Archive {
         Ok(Outcome { stdout: Some(output.stdout), stderr: Some(output.stderr), ..plan.into() })
     }
 
-    /// Checks the archive against `checksum`; returns the checksum to record.
-    fn verify(&self, local: &Path) -> Result<String, StateError> {
-        match &self.checksum {
+    /// The checksum the archive must have: the one given, or the one the checksum file gives now.
+    async fn expected(&self, ctx: &Ctx) -> Result<Option<Checksum>, StateError> {
+        let Some(url) = &self.checksum_url else {
+            return Ok(self.checksum.clone());
+        };
+        let sums = crate::fetch::fetch(ctx, url, None, MAX_SUMS_FILE).await?;
+        let text = fs::read(&sums.path).map_err(StateError::io("reading", &sums.path))?;
+        let file_name = self.source.file_name();
+        checksum::from_sums_file(&String::from_utf8_lossy(&text), &file_name)
+            .map(Some)
+            .map_err(|problem| StateError::Download { url: crate::http::redact(url), problem })
+    }
+
+    /// Checks the archive against `expected`; returns the checksum to record.
+    fn verify(&self, local: &Path, expected: Option<&Checksum>) -> Result<String, StateError> {
+        match expected {
             Some(expected) => {
                 let actual = digest_file(local, expected.algo)?;
                 if actual != expected.hex {
@@ -346,6 +367,30 @@ fn format_of(name: &str) -> Option<Format> {
         Some(Format::Zip)
     } else {
         None
+    }
+}
+
+/// Reads `checksum`: `ALGO:HEX`, or the `http(s)://` URL of a checksum file.
+fn checksum_param(p: &mut ParamReader<'_>) -> (Option<Checksum>, Option<String>) {
+    let pos = p.node("checksum").and_then(|n| n.pos);
+    let text = p.node("checksum").and_then(|n| n.scalar_text()).map(|t| t.trim().to_string()).unwrap_or_default();
+    let lower = text.to_ascii_lowercase();
+    if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+        return (checksum::param(p, "checksum"), None);
+    }
+    p.string("checksum");
+    match crate::http::parse_url(&text) {
+        Ok(_) => (None, Some(text)),
+        Err(e) => {
+            p.report(
+                Kind::BadValue,
+                "checksum",
+                pos,
+                e.0,
+                Some("give the checksum file's URL, e.g. `https://host/SHA256SUMS`, or `sha256:HEX`".into()),
+            );
+            (None, None)
+        }
     }
 }
 

@@ -47,6 +47,9 @@ pub mod meta_hold;
 pub mod meta_wait;
 mod packages;
 
+#[cfg(test)]
+mod compat_tests;
+
 use std::time::Duration;
 
 use opsagent_recipe::{catalog, Diagnostic, State};
