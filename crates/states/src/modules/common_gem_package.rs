@@ -161,7 +161,7 @@ impl PackageManager for GemPackage {
         Ok(listed
             .into_iter()
             .map(|(name, versions)| {
-                let now = Installed { versions, ..Installed::absent(&name) };
+                let now = Installed::at(&name, versions);
                 (name, now)
             })
             .collect())

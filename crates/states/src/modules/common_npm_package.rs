@@ -152,7 +152,7 @@ impl PackageManager for NpmPackage {
         Ok(listed
             .into_iter()
             .map(|(name, version)| {
-                let now = Installed { versions: vec![version], ..Installed::absent(&name) };
+                let now = Installed::at(&name, vec![version]);
                 (name, now)
             })
             .collect())

@@ -222,10 +222,7 @@ impl PackageManager for PipPackage {
 
     async fn installed(&self, ctx: &Ctx, _names: &[&str]) -> Result<HashMap<String, Installed>, StateError> {
         let listed = pip::installed(ctx, self.virtualenv.as_deref()).await?;
-        Ok(listed
-            .into_iter()
-            .map(|(key, (name, version))| (key, Installed { versions: vec![version], ..Installed::absent(&name) }))
-            .collect())
+        Ok(listed.into_iter().map(|(key, (name, version))| (key, Installed::at(&name, vec![version]))).collect())
     }
 
     async fn file_identity(&self, _ctx: &Ctx, file: &Path) -> Result<(String, String), StateError> {

@@ -160,7 +160,7 @@ impl PackageManager for Yum<'_> {
         Ok(rpm
             .into_iter()
             .map(|(name, evr)| {
-                let now = Installed { versions: vec![evr.to_string()], ..Installed::absent(&name) };
+                let now = Installed::at(&name, vec![evr.to_string()]);
                 (name, now)
             })
             .collect())

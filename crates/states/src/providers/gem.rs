@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use crate::process::{self, Output, Spec};
+use crate::providers::packages::compare_segments;
 use crate::{Ctx, StateError};
 
 const GEM_HINT: &str = "install the Debian package `ruby` (an earlier `linux.apt.package` state can)";
@@ -100,17 +101,7 @@ fn parse_gem_list(text: &str) -> HashMap<String, Vec<String>> {
 /// Gem version order: segments numerically where both are numbers (`1.10` after `1.9`).
 pub fn compare_versions(a: &str, b: &str) -> Ordering {
     let (a, b): (Vec<&str>, Vec<&str>) = (a.split('.').collect(), b.split('.').collect());
-    for i in 0..a.len().max(b.len()) {
-        let (x, y) = (a.get(i).copied().unwrap_or("0"), b.get(i).copied().unwrap_or("0"));
-        let order = match (x.parse::<u64>(), y.parse::<u64>()) {
-            (Ok(x), Ok(y)) => x.cmp(&y),
-            _ => x.cmp(y),
-        };
-        if order != Ordering::Equal {
-            return order;
-        }
-    }
-    Ordering::Equal
+    compare_segments(&a, &b)
 }
 
 #[cfg(test)]

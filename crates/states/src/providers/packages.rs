@@ -63,6 +63,11 @@ impl Installed {
         Installed { name: name.to_string(), ..Installed::default() }
     }
 
+    /// Installed at `versions`.
+    pub fn at(name: &str, versions: Vec<String>) -> Installed {
+        Installed { name: name.to_string(), versions, ..Installed::default() }
+    }
+
     /// The installed version, or (after an interrupted installation) the one dpkg still has.
     fn removable(&self) -> Option<String> {
         match (&self.versions[..], &self.broken) {
@@ -434,6 +439,22 @@ async fn verify(manager: &impl PackageManager, ctx: &Ctx, ops: &[Op]) -> Result<
         }
     }
     Ok(())
+}
+
+/// Orders two versions by their segments: numbers numerically, other segments as text, a
+/// missing segment as `0` (so `1.0` equals `1.0.0`); enough for pip's and gem's release versions.
+pub fn compare_segments(a: &[&str], b: &[&str]) -> Ordering {
+    for i in 0..a.len().max(b.len()) {
+        let (x, y) = (a.get(i).copied().unwrap_or("0"), b.get(i).copied().unwrap_or("0"));
+        let order = match (x.parse::<u64>(), y.parse::<u64>()) {
+            (Ok(x), Ok(y)) => x.cmp(&y),
+            _ => x.cmp(y),
+        };
+        if order != Ordering::Equal {
+            return order;
+        }
+    }
+    Ordering::Equal
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::process::{self, Output, Spec};
+use crate::providers::packages::compare_segments;
 use crate::{Ctx, StateError};
 
 const PIP_HINT: &str = "install the Debian package `python3-pip` (an earlier `linux.apt.package` state can), or give \
@@ -160,30 +161,15 @@ pub fn normalize(name: &str) -> String {
     out
 }
 
-/// Orders versions by their segments: numbers numerically (missing ones are 0, so `1.0` equals
-/// `1.0.0`), other segments as text; enough for the direction of a change and PEP 440 equality
-/// of release versions.
+/// Orders versions by their segments (`.-_+!`, case and a leading `v` ignored); enough for the
+/// direction of a change and PEP 440 equality of release versions.
 pub fn compare_versions(a: &str, b: &str) -> Ordering {
-    let parts = |v: &str| -> Vec<String> {
-        v.trim_start_matches('v')
-            .to_ascii_lowercase()
-            .split(|c: char| ".-_+!".contains(c))
-            .map(str::to_string)
-            .collect()
-    };
-    let (a, b) = (parts(a), parts(b));
-    for i in 0..a.len().max(b.len()) {
-        let x = a.get(i).map(String::as_str).unwrap_or("0");
-        let y = b.get(i).map(String::as_str).unwrap_or("0");
-        let order = match (x.parse::<u64>(), y.parse::<u64>()) {
-            (Ok(x), Ok(y)) => x.cmp(&y),
-            _ => x.cmp(y),
-        };
-        if order != Ordering::Equal {
-            return order;
-        }
-    }
-    Ordering::Equal
+    let (a, b) = (a.trim_start_matches('v').to_ascii_lowercase(), b.trim_start_matches('v').to_ascii_lowercase());
+    let parts = |v: &str| -> Vec<String> { v.split(|c: char| ".-_+!".contains(c)).map(str::to_string).collect() };
+    let (a, b) = (parts(&a), parts(&b));
+    let (a, b): (Vec<&str>, Vec<&str>) =
+        (a.iter().map(String::as_str).collect(), b.iter().map(String::as_str).collect());
+    compare_segments(&a, &b)
 }
 
 #[cfg(test)]
