@@ -257,6 +257,38 @@ pub async fn run_spec(ctx: &crate::Ctx, spec: &Spec, install_hint: &str) -> Resu
     }
 }
 
+/// Output kept from a query whose output is parsed whole (a package list, a JSON report), so it
+/// is not cut at the report limit.
+pub const QUERY_OUTPUT_BYTES: usize = 4 * 1024 * 1024;
+
+/// Runs a query tool with room for its whole output; an exit code `accept` takes is success. A
+/// missing program is [`StateError::MissingTool`](crate::StateError::MissingTool) with
+/// `install_hint`, an interruption `Cancelled`, anything else a `Command` error whose output is
+/// capped at the report limit.
+pub async fn run_query(
+    ctx: &crate::Ctx,
+    spec: &Spec,
+    install_hint: &str,
+    accept: impl Fn(i32) -> bool,
+) -> Result<Output, crate::StateError> {
+    let max = ctx.round.max_output_bytes;
+    let limits = Limits {
+        timeout: ctx.timeout,
+        kill_grace: ctx.round.kill_grace,
+        max_output_bytes: QUERY_OUTPUT_BYTES.max(max),
+    };
+    let output = start(ctx, spec, limits, install_hint).await?;
+    match output.termination {
+        Termination::Exited(code) if accept(code) => Ok(output),
+        Termination::Cancelled => Err(crate::StateError::Cancelled),
+        termination => Err(crate::StateError::Command {
+            termination,
+            stdout: output.stdout.capped(max),
+            stderr: output.stderr.capped(max),
+        }),
+    }
+}
+
 /// Like [`run_spec`], but any exit status is returned as output (for tools whose non-zero statuses
 /// carry meaning, such as `puppet --detailed-exitcodes`); a missing program is still
 /// [`StateError::MissingTool`](crate::StateError::MissingTool), an interruption `Cancelled`, and a
@@ -264,16 +296,22 @@ pub async fn run_spec(ctx: &crate::Ctx, spec: &Spec, install_hint: &str) -> Resu
 pub async fn run_spec_any_exit(ctx: &crate::Ctx, spec: &Spec, install_hint: &str) -> Result<Output, crate::StateError> {
     let limits =
         Limits { timeout: ctx.timeout, kill_grace: ctx.round.kill_grace, max_output_bytes: ctx.round.max_output_bytes };
-    let output = match run(spec, limits, &ctx.cancel).await {
-        Ok(output) => output,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(crate::StateError::MissingTool { tool: spec.program.clone(), hint: install_hint.to_string() })
-        }
-        Err(source) => return Err(crate::StateError::Spawn { program: spec.program.clone(), source }),
-    };
+    let output = start(ctx, spec, limits, install_hint).await?;
     match output.termination {
         Termination::Exited(_) => Ok(output),
         Termination::Cancelled => Err(crate::StateError::Cancelled),
         termination => Err(crate::StateError::Command { termination, stdout: output.stdout, stderr: output.stderr }),
+    }
+}
+
+/// Runs `spec` under `limits`: a missing program is
+/// [`StateError::MissingTool`](crate::StateError::MissingTool) with `install_hint`.
+async fn start(ctx: &crate::Ctx, spec: &Spec, limits: Limits, install_hint: &str) -> Result<Output, crate::StateError> {
+    match run(spec, limits, &ctx.cancel).await {
+        Ok(output) => Ok(output),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(crate::StateError::MissingTool { tool: spec.program.clone(), hint: install_hint.to_string() })
+        }
+        Err(source) => Err(crate::StateError::Spawn { program: spec.program.clone(), source }),
     }
 }

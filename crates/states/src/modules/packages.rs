@@ -1,8 +1,12 @@
 //! What the package modules (`linux.apt.package`, `linux.yum.package`, `common.pip.package`,
 //! `common.npm.package`, `common.gem.package`) share: reading the original's `name` dict, package
-//! name → wanted state, with every problem reported against `name.<package>`.
+//! name → wanted state, with every problem reported against `name.<package>`. Planning and
+//! applying are shared too, in `providers/packages.rs`.
 
 use opsagent_recipe::{Kind, ParamReader, Pos};
+
+use crate::fetch::Source;
+pub(crate) use crate::providers::packages::Wanted;
 
 /// How one package manager names its packages.
 pub(crate) struct Names<'a> {
@@ -73,6 +77,89 @@ pub(crate) fn read_names<W>(
         }
     }
     packages
+}
+
+/// What one package manager accepts as a package's value (beside empty, `latest`, `removed`).
+pub(crate) struct Values<'a> {
+    /// What `purged` means.
+    pub purged: Purged,
+    /// A value of another manager, refused with (kind, message, hint): an `.rpm` for apt.
+    pub refuse: &'a dyn Fn(&str) -> Option<Refusal>,
+    /// The package files it installs, if any.
+    pub file: Option<FileKind<'a>>,
+    /// The version a value means, if it is one (as written, or normalised: npm drops a `v`).
+    pub version: &'a dyn Fn(&str) -> Option<String>,
+    /// For any other value: "`VALUE` is not {not_a}", and the hint.
+    pub not_a: &'a str,
+    pub hint: &'a str,
+}
+
+/// A value refused: the kind of problem, the message and the hint.
+pub(crate) type Refusal = (Kind, String, String);
+
+/// What `purged` means to a package manager.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purged {
+    /// Its own state: no configuration files left either (apt).
+    OwnState,
+    /// The same as `removed` (rpm keeps no configuration files apart).
+    AsRemoved,
+    /// Not a value.
+    Refused,
+}
+
+/// The package files a manager installs.
+pub(crate) struct FileKind<'a> {
+    /// Lowercase name endings, e.g. `[".deb"]`.
+    pub endings: &'a [&'a str],
+    /// A path shown in the hints, e.g. `/srv/pkg_1.0_all.deb`.
+    pub example: &'a str,
+    /// "`SOURCE` is not {what}", e.g. "a `.deb` file", and the hint.
+    pub what: &'a str,
+    pub hint: &'a str,
+}
+
+/// Reads one package's wanted state, as `values` say (the `wanted` of [`read_names`]).
+pub(crate) fn parse_wanted(
+    p: &mut ParamReader<'_>,
+    values: &Values<'_>,
+    path: &str,
+    pos: Option<Pos>,
+    value: &str,
+) -> Option<Wanted> {
+    let value = value.trim();
+    match (value, values.purged) {
+        ("", _) => return Some(Wanted::Installed),
+        ("latest", _) => return Some(Wanted::Latest),
+        ("removed", _) | ("purged", Purged::AsRemoved) => return Some(Wanted::Removed),
+        ("purged", Purged::OwnState) => return Some(Wanted::Purged),
+        _ => {}
+    }
+    if let Some((kind, message, hint)) = (values.refuse)(value) {
+        p.report(kind, path, pos, message, Some(hint));
+        return None;
+    }
+    let lower = value.to_ascii_lowercase();
+    if let Some(file) = &values.file {
+        if value.contains("://") || value.starts_with('/') || file.endings.iter().any(|e| lower.ends_with(e)) {
+            let source = Source::read(p, path, pos, value, file.example)?;
+            if !file.endings.iter().any(|e| source.file_name().ends_with(e)) {
+                p.report(Kind::BadValue, path, pos, format!("`{source}` is not {}", file.what), Some(file.hint.into()));
+                return None;
+            }
+            return Some(Wanted::File(source));
+        }
+    }
+    if let Some(version) = (values.version)(value) {
+        return Some(Wanted::Version(version));
+    }
+    p.report(Kind::BadValue, path, pos, format!("`{value}` is not {}", values.not_a), Some(values.hint.into()));
+    None
+}
+
+/// Refuses nothing.
+pub(crate) fn refuse_none(_: &str) -> Option<Refusal> {
+    None
 }
 
 /// Names compared as they are written.

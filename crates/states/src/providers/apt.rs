@@ -8,7 +8,7 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::process::{self, Limits, Output, Spec, Tail, Termination};
+use crate::process::{self, Output, Spec, Tail, Termination};
 use crate::{Ctx, StateError};
 
 /// The hint given when a tool of apt or dpkg is missing.
@@ -20,9 +20,6 @@ pub const FRONTEND_LOCK: &str = "/var/lib/dpkg/lock-frontend";
 
 /// The once-per-round key of the package database refresh (`apt-get update`).
 pub const UPDATE_KEY: &str = "apt-update";
-
-/// Output kept from a query: a package list is parsed whole, so it is not cut at the report limit.
-const QUERY_OUTPUT_BYTES: usize = 4 * 1024 * 1024;
 
 /// What dpkg knows of a package.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -331,27 +328,7 @@ fn apt_env() -> Vec<(String, String)> {
 /// Runs a read-only query; exit codes in `ok` are success.
 async fn query(ctx: &Ctx, program: &str, args: Vec<String>, ok: &[i32]) -> Result<Output, StateError> {
     let spec = Spec { program: program.into(), args, env: apt_env(), ..Spec::default() };
-    let limits = Limits {
-        timeout: ctx.timeout,
-        kill_grace: ctx.round.kill_grace,
-        max_output_bytes: QUERY_OUTPUT_BYTES.max(ctx.round.max_output_bytes),
-    };
-    let output = match process::run(&spec, limits, &ctx.cancel).await {
-        Ok(output) => output,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(StateError::MissingTool { tool: program.into(), hint: INSTALL_HINT.into() })
-        }
-        Err(source) => return Err(StateError::Spawn { program: program.into(), source }),
-    };
-    match output.termination {
-        Termination::Exited(code) if ok.contains(&code) => Ok(output),
-        Termination::Cancelled => Err(StateError::Cancelled),
-        termination => Err(StateError::Command {
-            termination,
-            stdout: output.stdout.capped(ctx.round.max_output_bytes),
-            stderr: output.stderr.capped(ctx.round.max_output_bytes),
-        }),
-    }
+    process::run_query(ctx, &spec, INSTALL_HINT, |code| ok.contains(&code)).await
 }
 
 /// Turns a failed apt-get into a clear error where apt said why.

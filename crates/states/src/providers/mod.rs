@@ -4,8 +4,12 @@
 pub mod apt;
 pub mod chef;
 pub mod docker;
+pub mod gem;
 pub mod lvm;
 pub mod mesos;
+pub mod npm;
+pub mod packages;
+pub mod pip;
 pub mod puppet;
 pub mod service;
 pub mod wrapped;

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::process::{self, Limits, Output, Spec, Tail, Termination};
+use crate::process::{self, Output, Spec, Tail};
 use crate::{Ctx, StateError};
 
 /// The hint given when neither dnf nor yum is there.
@@ -23,9 +23,6 @@ pub const RPM_HINT: &str = "the yum modules run on RPM-based systems, where `rpm
 /// The prefix of the once-per-round keys of the package metadata refresh: `yum-refresh` (the
 /// enabled repositories) and `yum-refresh:<repo>` (one repository, the `repo` parameter).
 pub const REFRESH_KEY: &str = "yum-refresh";
-
-/// Output kept from a query: a package list is parsed whole, so it is not cut at the report limit.
-const QUERY_OUTPUT_BYTES: usize = 4 * 1024 * 1024;
 
 /// The first field of every line our `--qf` formats print, to tell them from anything else.
 const MARK: &str = "opsagent-q";
@@ -76,6 +73,16 @@ impl fmt::Display for Evr {
 }
 
 impl Evr {
+    /// Reads `[epoch:]version-release`, as [`Display`](fmt::Display) writes it.
+    pub fn parse(text: &str) -> Evr {
+        let (epoch, rest) = match text.split_once(':') {
+            Some((epoch, rest)) if epoch.parse::<u64>().is_ok() => (epoch.parse().unwrap_or(0), rest),
+            _ => (0, text),
+        };
+        let (version, release) = rest.rsplit_once('-').unwrap_or((rest, ""));
+        Evr { epoch, version: version.to_string(), release: release.to_string() }
+    }
+
     /// Whether this EVR is the version a recipe asks for: `1.0` (any epoch and release),
     /// `1.0-2` (any epoch), `1:1.0-2`, or `1:1.0` (any release).
     pub fn matches(&self, wanted: &str) -> bool {
@@ -159,7 +166,7 @@ pub async fn available(
     };
     args.extend(repo_options(repo));
     args.extend(names.iter().map(|n| n.to_string()));
-    let output = match query(ctx, program, args, hint, |t| t.success()).await {
+    let output = match query(ctx, program, args, hint, |code| code == 0).await {
         Ok(output) => output,
         Err(StateError::Command { termination, stdout, stderr }) => {
             return Err(match error_line(&stderr) {
@@ -241,7 +248,7 @@ pub async fn rpm_identity(ctx: &Ctx, path: &Path) -> Result<(String, Evr), State
         format!("--qf={MARK}\t%{{NAME}}\t%{{EPOCHNUM}}\t%{{VERSION}}\t%{{RELEASE}}\n"),
         path.display().to_string(),
     ];
-    let output = match query(ctx, "rpm", args, RPM_HINT, |t| t.success()).await {
+    let output = match query(ctx, "rpm", args, RPM_HINT, |code| code == 0).await {
         Ok(output) => output,
         Err(StateError::Command { stderr, .. }) => {
             let reason = stderr.text().lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
@@ -422,36 +429,16 @@ fn on_path(program: &str) -> bool {
     })
 }
 
-/// Runs a read-only query; `accept` says which terminations are success.
+/// Runs a read-only query; `accept` says which exit codes are success.
 async fn query(
     ctx: &Ctx,
     program: &str,
     args: Vec<String>,
     hint: &str,
-    accept: impl Fn(Termination) -> bool,
+    accept: impl Fn(i32) -> bool,
 ) -> Result<Output, StateError> {
     let spec = Spec { program: program.into(), args, env: env(), ..Spec::default() };
-    let limits = Limits {
-        timeout: ctx.timeout,
-        kill_grace: ctx.round.kill_grace,
-        max_output_bytes: QUERY_OUTPUT_BYTES.max(ctx.round.max_output_bytes),
-    };
-    let output = match process::run(&spec, limits, &ctx.cancel).await {
-        Ok(output) => output,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(StateError::MissingTool { tool: program.into(), hint: hint.into() })
-        }
-        Err(source) => return Err(StateError::Spawn { program: program.into(), source }),
-    };
-    match output.termination {
-        Termination::Cancelled => Err(StateError::Cancelled),
-        Termination::Exited(_) if accept(output.termination) => Ok(output),
-        termination => Err(StateError::Command {
-            termination,
-            stdout: output.stdout.capped(ctx.round.max_output_bytes),
-            stderr: output.stderr.capped(ctx.round.max_output_bytes),
-        }),
-    }
+    process::run_query(ctx, &spec, hint, accept).await
 }
 
 #[cfg(test)]
@@ -505,6 +492,8 @@ mod tests {
         }
         assert_eq!(evr(2, "1.0", "1").to_string(), "2:1.0-1");
         assert_eq!(e.to_string(), "1.0-1.el9");
+        assert_eq!(Evr::parse("2:1.0-1"), evr(2, "1.0", "1"));
+        assert_eq!(Evr::parse(&e.to_string()), e);
     }
 
     #[test]
