@@ -1,7 +1,8 @@
-//! `opsagent-hub quickstart`: a hub on loopback (embedded SQLite in a local folder), a demo app
-//! and instance, a local `opsagent run` against it with `examples/quickstart.yaml` (touching only
-//! a scratch folder), and the rounds shown live, state by state. The recipe's `meta.wait` is
-//! released by hand after a few seconds, as an operator would. Ctrl-C stops everything.
+//! `opsagent-hub quickstart`: a hub on loopback (embedded SQLite in a local folder), a demo app of
+//! two components (`db` and `web`) with an instance each, two local `opsagent run` agents against
+//! it, `examples/quickstart.yaml` pushed (touching only a scratch folder), and the rounds of both
+//! shown live, state by state: web-1's `meta.wait` holds until db-1's third state succeeded, and
+//! its config is rendered from links to db-1 and to the `web` group. Ctrl-C stops everything.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -17,13 +18,12 @@ use crate::{serve, Secret, ServeConfig, ServeError};
 
 const RECIPE: &str = include_str!("../../../examples/quickstart.yaml");
 const APP: &str = "demo";
-const INSTANCE: &str = "local";
-const WAIT_STATE: &str = "wait-for-operator";
-const RELEASE_AFTER: Duration = Duration::from_secs(4);
+/// The instances: (id, component, the PrivateIpAddress its `[facts]` reports).
+const INSTANCES: [(&str, &str, &str); 2] = [("db-1", "db", "127.0.0.2"), ("web-1", "web", "127.0.0.3")];
 
 #[derive(Debug, Args)]
 pub struct QuickstartArgs {
-    /// Where the hub's database, the agent's state and the scratch folder go.
+    /// Where the hub's database, the agents' state and the scratch folder go.
     #[arg(long, default_value = "opsagent-quickstart")]
     pub dir: PathBuf,
     /// Where the hub listens (a free port is taken if this one is busy).
@@ -53,22 +53,28 @@ pub async fn run(args: &QuickstartArgs) -> Result<(), Failure> {
     let client = Client::new(&hub.url(), Secret::new(hub.api_token().to_string()), None)
         .map_err(|e| env_failure(format!("{e:#}")))?;
 
-    // 2. The app, the instance and the agent's configuration (kept across quickstarts).
-    let agent_dir = dir.join("agent");
-    let agent_config = agent_dir.join("opsagent.conf");
-    std::fs::create_dir_all(&agent_dir).map_err(|e| env_failure(format!("creating {}: {e}", agent_dir.display())))?;
+    // 2. The app, its instances and the agents' configurations (kept across quickstarts).
     let _ = client.post("/apps", &json!({ "id": APP })).await; // exists already on a second run
-    if !agent_config.exists() {
-        let answer = client.post(&format!("/apps/{APP}/instances"), &json!({ "id": INSTANCE })).await?;
-        let snippet = answer["config"].as_str().unwrap_or_default();
-        let text = format!(
-            "{snippet}\nstate_dir = \"{}\"\nround_interval_secs = 20\nsplay_secs = 0\n",
-            agent_dir.join("state").display()
-        );
-        write_private(&agent_config, &text)?;
+    let mut configs = Vec::new();
+    for (instance, component, ip) in INSTANCES {
+        let agent_dir = dir.join(format!("agent-{instance}"));
+        let agent_config = agent_dir.join("opsagent.conf");
+        std::fs::create_dir_all(&agent_dir)
+            .map_err(|e| env_failure(format!("creating {}: {e}", agent_dir.display())))?;
+        if !agent_config.exists() {
+            let body = json!({ "id": instance, "component": component });
+            let answer = client.post(&format!("/apps/{APP}/instances"), &body).await?;
+            let snippet = answer["config"].as_str().unwrap_or_default();
+            let text = format!(
+                "{snippet}\nstate_dir = \"{}\"\nround_interval_secs = 20\nsplay_secs = 0\n\n[facts]\nPrivateIpAddress = \"{ip}\"\n",
+                agent_dir.join("state").display()
+            );
+            write_private(&agent_config, &text)?;
+        }
+        // The hub may have moved to another port since the config was written.
+        rewrite_hub_url(&agent_config, &hub.agent_url())?;
+        configs.push((instance, agent_dir, agent_config));
     }
-    // The hub may have moved to another port since the config was written.
-    rewrite_hub_url(&agent_config, &hub.agent_url())?;
 
     // 3. The recipe, under the scratch folder.
     let scratch = dir.join("scratch");
@@ -79,90 +85,83 @@ pub async fn run(args: &QuickstartArgs) -> Result<(), Failure> {
     let pushed = client.post(&format!("/apps/{APP}/recipes"), &wire).await?;
     let version = pushed["recipe_version"].as_u64().unwrap_or(0);
 
-    // 4. The agent.
+    // 4. The agents.
     let agent_bin = args.agent_bin.clone().unwrap_or_else(default_agent_bin);
-    let log_path = agent_dir.join("agent.log");
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .map_err(|e| env_failure(format!("opening {}: {e}", log_path.display())))?;
-    let log_err = log.try_clone().map_err(|e| env_failure(format!("opening {}: {e}", log_path.display())))?;
-    let mut agent = tokio::process::Command::new(&agent_bin)
-        .arg("run")
-        .arg("--config")
-        .arg(&agent_config)
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log_err)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| {
-            env_failure(format!("cannot start the agent `{}`: {e}", agent_bin.display()))
-                .hint("build it with `cargo build --release` (it sits beside opsagent-hub), or pass `--agent-bin`")
-        })?;
+    let mut agents = Vec::new();
+    for (instance, agent_dir, agent_config) in &configs {
+        let log_path = agent_dir.join("agent.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| env_failure(format!("opening {}: {e}", log_path.display())))?;
+        let log_err = log.try_clone().map_err(|e| env_failure(format!("opening {}: {e}", log_path.display())))?;
+        let agent = tokio::process::Command::new(&agent_bin)
+            .arg("run")
+            .arg("--config")
+            .arg(agent_config)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| {
+                env_failure(format!("cannot start the agent `{}`: {e}", agent_bin.display()))
+                    .hint("build it with `cargo build --release` (it sits beside opsagent-hub), or pass `--agent-bin`")
+            })?;
+        agents.push((*instance, log_path, agent));
+    }
 
+    let cli = format!("opsagent-hub --hub {} --data-dir {}", hub.url(), dir.join("hub").display());
     println!("{}", paint.bold("opsagent quickstart"));
     println!("  hub        {} (agents: {})", hub.url(), hub.agent_url());
     println!("  API        {}/api/v1  (token in {})", hub.url(), dir.join("hub/api-token").display());
     println!("  dashboard  {}/apps/{APP}  (sign in with the token)", hub.url());
-    println!("  try        opsagent-hub --hub {} status {APP}", hub.url());
-    println!("  agent      {INSTANCE}, log in {}", log_path.display());
+    println!("  agents     db-1 (component db), web-1 (component web); logs in {}/agent-*/agent.log", dir.display());
     println!("  scratch    {}", scratch.display());
-    println!(
-        "  recipe     version {version}, {} (the wait is released {}s after it is reached)",
-        recipe_file.display(),
-        RELEASE_AFTER.as_secs()
-    );
-    println!("  Ctrl-C stops the agent and the hub\n");
+    println!("  recipe     version {version}, {}", recipe_file.display());
+    println!("  try        {cli} status {APP}");
+    println!("             {cli} recipe show {APP} --instance web-1");
+    println!("             {cli} reload {APP} web-1");
+    println!("  Ctrl-C stops the agents and the hub\n");
 
     // 5. The rounds, live.
-    let mut after_seq = 0u64;
-    let mut release_at: Option<tokio::time::Instant> = None;
-    let mut released_round = 0u64;
+    let mut after_seq = [0u64; INSTANCES.len()];
     let mut tick = tokio::time::interval(Duration::from_millis(300));
-    loop {
+    'live: loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
-            status = agent.wait() => {
-                println!("{}", paint.red(&format!("the agent stopped ({}); see {}", status.map(|s| s.to_string()).unwrap_or_default(), log_path.display())));
-                break;
-            }
             _ = tick.tick() => {
-                let path = format!("/apps/{APP}/logs?instance={INSTANCE}&after_seq={after_seq}&limit=500");
-                let Ok(answer) = client.get(&path).await else { continue };
-                for log in answer["logs"].as_array().into_iter().flatten() {
-                    after_seq = after_seq.max(log["seq"].as_u64().unwrap_or(0));
-                    print_log(&paint, log);
-                    // Release the wait a few seconds after the agent reaches it in each new round.
-                    let round = log["round"].as_u64().unwrap_or(0);
-                    if log["id"] == "current-link" && round > released_round {
-                        released_round = round;
-                        release_at = Some(tokio::time::Instant::now() + RELEASE_AFTER);
-                        println!("{}", paint.dim(&format!("{:>12}  the agent waits at `{WAIT_STATE}`: releasing it in {}s", "", RELEASE_AFTER.as_secs())));
+                for (i, (instance, log_path, agent)) in agents.iter_mut().enumerate() {
+                    if let Ok(Some(status)) = agent.try_wait() {
+                        println!("{}", paint.red(&format!("the agent of {instance} stopped ({status}); see {}", log_path.display())));
+                        break 'live;
                     }
-                }
-                if release_at.is_some_and(|at| tokio::time::Instant::now() >= at) {
-                    release_at = None;
-                    let path = format!("/apps/{APP}/instances/{INSTANCE}/done");
-                    if client.post(&path, &json!({ "state_id": WAIT_STATE })).await.is_ok() {
-                        println!("{}", paint.dim(&format!("{:>12}  released `{WAIT_STATE}` (as `opsagent-hub done {APP} {INSTANCE} {WAIT_STATE}` would)", "")));
+                    let path = format!("/apps/{APP}/logs?instance={instance}&after_seq={}&limit=500", after_seq[i]);
+                    let Ok(answer) = client.get(&path).await else { continue };
+                    for log in answer["logs"].as_array().into_iter().flatten() {
+                        after_seq[i] = after_seq[i].max(log["seq"].as_u64().unwrap_or(0));
+                        print_log(&paint, instance, log);
                     }
                 }
             }
         }
     }
 
-    println!("\nstopping the agent and the hub");
-    if let Some(pid) = agent.id() {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
+    println!("\nstopping the agents and the hub");
+    for (_, _, agent) in &mut agents {
+        if let Some(pid) = agent.id() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
+        }
     }
-    let _ = tokio::time::timeout(Duration::from_secs(10), agent.wait()).await;
+    for (_, _, agent) in &mut agents {
+        let _ = tokio::time::timeout(Duration::from_secs(10), agent.wait()).await;
+    }
     hub.shutdown().await;
     Ok(())
 }
 
-fn print_log(paint: &Paint, log: &Value) {
+fn print_log(paint: &Paint, instance: &str, log: &Value) {
     let status = log["status"].as_str().unwrap_or("?");
     let word = format!("{status:>12}");
     let word = match status {
@@ -174,7 +173,7 @@ fn print_log(paint: &Paint, log: &Value) {
     let round = log["round"].as_u64().unwrap_or(0);
     let attempt = log["attempt"].as_u64().unwrap_or(0);
     let mut line = format!(
-        "{word}  round {round:<3} {:<14} {}  {}ms",
+        "{word}  {instance:<6} round {round:<3} {:<14} {}  {}ms",
         log["module"].as_str().unwrap_or(""),
         log["id"].as_str().unwrap_or(""),
         log["duration_ms"].as_u64().unwrap_or(0)
@@ -192,7 +191,7 @@ fn print_log(paint: &Paint, log: &Value) {
             paint.dim(change["detail"].as_str().unwrap_or(""))
         );
     }
-    if matches!(status, "failed" | "interrupted") {
+    if matches!(status, "failed" | "interrupted" | "waiting") {
         if let Some(comment) = log["state_comment"].as_str() {
             println!("{:>14}{}", "", paint.red(comment));
         }

@@ -320,7 +320,7 @@ pub fn validate(
 
 /// Under a strict setting, what the original tolerated is an error.
 fn strict_diagnostic(mut d: Diagnostic) -> Diagnostic {
-    if matches!(d.kind, Kind::UnknownParameter | Kind::IgnoredKey | Kind::DuplicateId) {
+    if d.is_compat_warning() {
         d.severity = opsagent_recipe::Severity::Error;
         d.message = format!("{} (refused: the app's pushes are strict)", d.message);
     }

@@ -238,3 +238,74 @@ fn sign(secret: &str, body: &[u8]) -> String {
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
+
+/// A metadata service on loopback that speaks IMDSv2 only: a token first, then the address.
+fn fake_imds() -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut head = Vec::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                head.push(line.trim_end().to_string());
+            }
+            let first = head.first().cloned().unwrap_or_default();
+            let has = |h: &str| head.iter().any(|l| l.to_ascii_lowercase().starts_with(h));
+            let (status, body) =
+                if first.starts_with("PUT /latest/api/token") && has("x-aws-ec2-metadata-token-ttl-seconds:") {
+                    ("200 OK", "opsagent-test-token")
+                } else if first.starts_with("GET /latest/meta-data/public-ipv4")
+                    && head.iter().any(|l| l == "X-aws-ec2-metadata-token: opsagent-test-token")
+                {
+                    ("200 OK", "203.0.113.7")
+                } else {
+                    ("401 Unauthorized", "")
+                };
+            let mut stream = stream;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn agents_report_their_facts_and_the_ec2_public_ip_through_imdsv2() {
+    let dir = scratch();
+    let root = dir.path();
+    let hub = Hub::start(root);
+    hub.create_app("app");
+    let port = fake_imds();
+    let config = add(&hub, "app", "i-1", "i-1");
+    let _agent = Agent::start(
+        &root.join("i-1"),
+        &config,
+        &format!("{FAST_AGENT}\nimds_url = \"http://127.0.0.1:{port}\"\n[facts]\nRack = \"r12\"\n"),
+    );
+    let file = recipe(
+        root,
+        "r.yaml",
+        "states:\n  - {id: f, module: linux.file, parameter: {path: ROOT/facts, content: \"@{self.PublicIp} @{self.Rack} @{self.Hostname}\"}}\n",
+    );
+    hub.push("app", &file);
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string();
+    let expected = format!("203.0.113.7 r12 {hostname}");
+    assert!(
+        wait_until(Duration::from_secs(20), || read(root.join("facts")) == expected),
+        "{:?}",
+        read(root.join("facts"))
+    );
+    let list = hub.json(&["instance", "list", "app"]);
+    let facts = &list["instances"][0]["facts"];
+    assert_eq!(facts["PublicIp"], serde_json::json!(["203.0.113.7"]), "{list}");
+    assert_eq!(facts["Rack"], serde_json::json!(["r12"]), "{list}");
+}

@@ -6,6 +6,7 @@ mod common;
 mod agent;
 mod api;
 mod cli;
+mod components;
 mod dashboard;
 mod frames;
 mod restart;
