@@ -127,6 +127,7 @@ pub async fn run(args: &QuickstartArgs) -> Result<(), Failure> {
 
     // 5. The rounds, live.
     let mut after_seq = [0u64; INSTANCES.len()];
+    let mut said: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut tick = tokio::time::interval(Duration::from_millis(300));
     'live: loop {
         tokio::select! {
@@ -142,6 +143,18 @@ pub async fn run(args: &QuickstartArgs) -> Result<(), Failure> {
                     for log in answer["logs"].as_array().into_iter().flatten() {
                         after_seq[i] = after_seq[i].max(log["seq"].as_u64().unwrap_or(0));
                         print_log(&paint, instance, log);
+                    }
+                }
+                // What a round waits for (a wait on another instance, a link not resolved yet), once.
+                if let Ok(status) = client.get(&format!("/apps/{APP}/status")).await {
+                    for i in status["instances"].as_array().into_iter().flatten() {
+                        for w in i["waiting"].as_array().into_iter().flatten() {
+                            let line = format!("{:>12}  {:<6} {} {}", "waiting", i["instance_id"].as_str().unwrap_or(""),
+                                w["state_id"].as_str().unwrap_or(""), w["message"].as_str().unwrap_or(""));
+                            if said.insert(line.clone()) {
+                                println!("{}", paint.dim(&line));
+                            }
+                        }
                     }
                 }
             }
