@@ -15,6 +15,7 @@ pub mod cli;
 pub mod client;
 pub mod dashboard;
 pub mod error;
+pub mod events;
 pub mod metrics;
 pub mod quickstart;
 pub mod recipe;

@@ -463,7 +463,7 @@ pub async fn push(shared: &Shared, app: &str, validated: Validated) -> anyhow::R
     let sent_to = render_locked(shared, app).await?;
     drop(guard);
     tracing::info!(app_id = %app, recipe_version = version, sent_to, "recipe pushed");
-    shared.events.publish(app, None, crate::dashboard::EventKind::Recipe);
+    shared.events.publish(app, None, crate::events::EventKind::Recipe);
     waits::release_ready(shared, app).await?;
     Ok(PushOutcome { version, unchanged: false, sent_to })
 }
@@ -477,7 +477,7 @@ pub async fn rerender(shared: &Shared, app: &str) -> anyhow::Result<usize> {
         render_locked(shared, app).await?
     };
     if sent > 0 {
-        shared.events.publish(app, None, crate::dashboard::EventKind::Recipe);
+        shared.events.publish(app, None, crate::events::EventKind::Recipe);
     }
     waits::release_ready(shared, app).await?;
     Ok(sent)

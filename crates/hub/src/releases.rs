@@ -330,7 +330,7 @@ pub async fn order_upgrade(
     shared.store.set_target(app, Some(&target)).await?;
     let sent_to = send_updates(shared, app).await?;
     tracing::info!(app_id = %app, version = %version, allow_downgrade, sent_to, "agent upgrade ordered");
-    shared.events.publish(app, None, crate::dashboard::EventKind::Upgrade);
+    shared.events.publish(app, None, crate::events::EventKind::Upgrade);
     Ok(Ordered { version: version.to_string(), allow_downgrade, sent_to })
 }
 

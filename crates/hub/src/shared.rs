@@ -11,7 +11,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Secret;
-use crate::dashboard::{Events, Sessions};
+use crate::dashboard::Sessions;
+use crate::events::Events;
 use crate::metrics::Metrics;
 use crate::recipe::RecipeCache;
 use crate::registry::Registry;

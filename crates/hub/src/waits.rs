@@ -209,7 +209,7 @@ pub async fn release(
     }
     shared.metrics.wait_released();
     let _ = shared.registry.send(app, instance, done_frame(recipe_version, state_id));
-    shared.events.publish(app, Some(instance), crate::dashboard::EventKind::Release);
+    shared.events.publish(app, Some(instance), crate::events::EventKind::Release);
     Ok(true)
 }
 

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::auth::random_hex;
-use crate::dashboard::EventKind;
+use crate::events::EventKind;
 use crate::metrics::Refusal;
 use crate::recipe;
 use crate::registry::{try_send, Outgoing, Peer, SendError};

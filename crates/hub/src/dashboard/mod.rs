@@ -33,7 +33,6 @@ use axum::routing::{get, post};
 use axum::Router;
 use maud::Markup;
 
-pub use events::{EventKind, Events};
 pub use session::Sessions;
 
 use crate::shared::Shared;
