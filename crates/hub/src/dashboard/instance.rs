@@ -186,6 +186,25 @@ fn waits_section(
     }
 }
 
+/// What every form of the instance page checks first: the CSRF token, then that the app and the
+/// instance exist. `Some` is the answer to give instead.
+async fn check_form(
+    shared: &Shared,
+    session: &Session,
+    csrf: &str,
+    app: &str,
+    id: &str,
+) -> Result<Option<Response>, PageError> {
+    if !csrf_ok(session, csrf) {
+        return Ok(Some(csrf_refused()));
+    }
+    require_app(shared, app).await?;
+    if shared.store.instance(app, id).await?.is_none() {
+        return Err(PageError::NotFound(format!("app `{app}` has no instance `{id}`")));
+    }
+    Ok(None)
+}
+
 #[derive(Deserialize)]
 pub(super) struct ReleaseForm {
     csrf: String,
@@ -200,12 +219,8 @@ pub(super) async fn release(
     Path((app, id)): Path<(String, String)>,
     Form(form): Form<ReleaseForm>,
 ) -> Result<Response, PageError> {
-    if !csrf_ok(&session, &form.csrf) {
-        return Ok(csrf_refused());
-    }
-    require_app(&shared, &app).await?;
-    if shared.store.instance(&app, &id).await?.is_none() {
-        return Err(PageError::NotFound(format!("app `{app}` has no instance `{id}`")));
+    if let Some(refused) = check_form(&shared, &session, &form.csrf, &app, &id).await? {
+        return Ok(refused);
     }
     let Some(current) = shared.recipes.current(&shared.store, &app, &id).await? else {
         return Err(PageError::NotFound(format!("instance `{id}` of app `{app}` has no recipe yet")));
@@ -234,12 +249,8 @@ pub(super) async fn reload(
     Path((app, id)): Path<(String, String)>,
     Form(form): Form<ReloadForm>,
 ) -> Result<Response, PageError> {
-    if !csrf_ok(&session, &form.csrf) {
-        return Ok(csrf_refused());
-    }
-    require_app(&shared, &app).await?;
-    if shared.store.instance(&app, &id).await?.is_none() {
-        return Err(PageError::NotFound(format!("app `{app}` has no instance `{id}`")));
+    if let Some(refused) = check_form(&shared, &session, &form.csrf, &app, &id).await? {
+        return Ok(refused);
     }
     let (_, offline) = crate::recipe::reload(&shared, &app, std::slice::from_ref(&id));
     if !offline.is_empty() {
