@@ -494,36 +494,40 @@ async fn render_locked(shared: &Shared, app: &str) -> anyhow::Result<usize> {
         return Ok(0);
     };
     let world = world(shared, app, Some(&source)).await?;
+    // Render everything first; store what changed in one transaction; then send.
+    let changed: Vec<(String, Value)> = world
+        .members
+        .iter()
+        .map(|member| (member.id.clone(), render_for(&source, &world, member)))
+        .filter(|(id, body)| {
+            !recipes.instances.get(id).is_some_and(|current| {
+                let mut stored = current.body.clone();
+                if let Some(map) = stored.as_object_mut() {
+                    map.remove("recipe_version");
+                }
+                stored == *body
+            })
+        })
+        .collect();
+    if changed.is_empty() {
+        return Ok(0);
+    }
+    let stored = shared.store.store_instance_recipes(app, source.version, &changed).await?;
     let mut sent = 0;
-    for member in &world.members {
-        let body = render_for(&source, &world, member);
-        let unchanged = recipes.instances.get(&member.id).is_some_and(|current| {
-            let mut stored = current.body.clone();
-            if let Some(map) = stored.as_object_mut() {
-                map.remove("recipe_version");
-            }
-            stored == body
-        });
-        if unchanged {
-            continue;
-        }
-        let version = match shared.store.store_instance_recipe(app, &member.id, source.version, &body).await? {
-            Pushed::Unchanged(_) => continue,
-            Pushed::Created(version) => version,
-        };
+    for ((id, body), pushed) in changed.into_iter().zip(stored) {
+        let Pushed::Created(version) = pushed else { continue };
         let mut full = body;
         full["recipe_version"] = version.into();
-        let row =
-            InstanceRecipeRow { instance_id: member.id.clone(), version, source_version: source.version, body: full };
-        let current = shared.recipes.set_instance(app, &member.id, Arc::new(CurrentRecipe::from_row(row)));
+        let row = InstanceRecipeRow { instance_id: id.clone(), version, source_version: source.version, body: full };
+        let current = shared.recipes.set_instance(app, &id, Arc::new(CurrentRecipe::from_row(row)));
         for (state_id, reason) in &current.holds {
-            tracing::info!(app_id = %app, instance_id = %member.id, state_id = %state_id, reason = %reason, "state held");
+            tracing::info!(app_id = %app, instance_id = %id, state_id = %state_id, reason = %reason, "state held");
         }
         let message = Outgoing::Recipe { version: current.version, frame: current.frame.clone() };
-        if shared.registry.send(app, &member.id, message).is_ok() {
+        if shared.registry.send(app, &id, message).is_ok() {
             sent += 1;
         }
-        tracing::info!(app_id = %app, instance_id = %member.id, recipe_version = version,
+        tracing::info!(app_id = %app, instance_id = %id, recipe_version = version,
             source_version = source.version, "recipe rendered");
     }
     Ok(sent)

@@ -222,17 +222,17 @@ impl Store {
         self.backend.current_instance_recipes(app).await
     }
 
-    /// Stores `body` (without `recipe_version`) as the instance's next rendered recipe unless it
-    /// equals its current one. The new version is the larger of the previous one plus one and
-    /// `source_version`, so that an app whose instances all render alike keeps one numbering.
-    pub async fn store_instance_recipe(
+    /// Stores each `(instance, body)` (bodies without `recipe_version`) as that instance's next
+    /// rendered recipe unless it equals its current one, all in one transaction. A new version is
+    /// the larger of the previous one plus one and `source_version`, so that an app whose instances
+    /// all render alike keeps one numbering.
+    pub async fn store_instance_recipes(
         &self,
         app: &str,
-        id: &str,
         source_version: u64,
-        body: &Value,
-    ) -> anyhow::Result<Pushed> {
-        self.backend.store_instance_recipe(app, id, source_version, body).await
+        bodies: &[(String, Value)],
+    ) -> anyhow::Result<Vec<Pushed>> {
+        self.backend.store_instance_recipes(app, source_version, bodies).await
     }
 
     /// The app's settings; `None` when the app is unknown.

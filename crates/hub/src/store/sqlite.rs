@@ -206,49 +206,53 @@ impl Sqlite {
             .collect()
     }
 
-    pub(super) async fn store_instance_recipe(
+    pub(super) async fn store_instance_recipes(
         &self,
         app: &str,
-        id: &str,
         source_version: u64,
-        body: &Value,
-    ) -> anyhow::Result<Pushed> {
+        bodies: &[(String, Value)],
+    ) -> anyhow::Result<Vec<Pushed>> {
         let mut tx = self.writer.begin().await?;
-        let current = sqlx::query(
-            "SELECT version, body FROM instance_recipes WHERE app_id = ? AND instance_id = ? \
-             ORDER BY version DESC LIMIT 1",
-        )
-        .bind(app)
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let mut next = source_version.max(1);
-        if let Some(row) = current {
-            let version = to_u64(row.try_get("version")?);
-            let mut stored: Value = serde_json::from_str(row.try_get("body")?)?;
-            if let Some(map) = stored.as_object_mut() {
-                map.remove("recipe_version");
+        let mut out = Vec::with_capacity(bodies.len());
+        for (id, body) in bodies {
+            let current = sqlx::query(
+                "SELECT version, body FROM instance_recipes WHERE app_id = ? AND instance_id = ? \
+                 ORDER BY version DESC LIMIT 1",
+            )
+            .bind(app)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let mut next = source_version.max(1);
+            if let Some(row) = current {
+                let version = to_u64(row.try_get("version")?);
+                let mut stored: Value = serde_json::from_str(row.try_get("body")?)?;
+                if let Some(map) = stored.as_object_mut() {
+                    map.remove("recipe_version");
+                }
+                if stored == *body {
+                    out.push(Pushed::Unchanged(version));
+                    continue;
+                }
+                next = next.max(version + 1);
             }
-            if stored == *body {
-                return Ok(Pushed::Unchanged(version));
-            }
-            next = next.max(version + 1);
+            let mut full = body.clone();
+            full["recipe_version"] = next.into();
+            sqlx::query(&format!(
+                "INSERT INTO instance_recipes (app_id, instance_id, version, source_version, body, created_at) \
+                 VALUES (?, ?, ?, ?, ?, {NOW})"
+            ))
+            .bind(app)
+            .bind(id)
+            .bind(to_i64(next)?)
+            .bind(to_i64(source_version)?)
+            .bind(full.to_string())
+            .execute(&mut *tx)
+            .await?;
+            out.push(Pushed::Created(next));
         }
-        let mut full = body.clone();
-        full["recipe_version"] = next.into();
-        sqlx::query(&format!(
-            "INSERT INTO instance_recipes (app_id, instance_id, version, source_version, body, created_at) \
-             VALUES (?, ?, ?, ?, ?, {NOW})"
-        ))
-        .bind(app)
-        .bind(id)
-        .bind(to_i64(next)?)
-        .bind(to_i64(source_version)?)
-        .bind(full.to_string())
-        .execute(&mut *tx)
-        .await?;
         tx.commit().await?;
-        Ok(Pushed::Created(next))
+        Ok(out)
     }
 
     pub(super) async fn app_settings(&self, app: &str) -> anyhow::Result<Option<AppSettings>> {
