@@ -57,6 +57,8 @@ pub struct Config {
     /// Where the EC2 instance metadata service answers (`None`: only asked on EC2, at its
     /// link-local address); a test points it at loopback.
     pub imds_url: Option<String>,
+    /// How often the agent looks whether its facts changed (and tells the hub if they did).
+    pub facts_interval: Duration,
 }
 
 #[derive(Debug, Deserialize)]
@@ -78,6 +80,7 @@ struct Raw {
     upgrade_confirm_secs: Option<u64>,
     facts: Option<std::collections::BTreeMap<String, FactValue>>,
     imds_url: Option<String>,
+    facts_interval_secs: Option<u64>,
     #[serde(flatten)]
     unknown: std::collections::BTreeMap<String, toml::Value>,
 }
@@ -100,6 +103,7 @@ const KEYS: &[&str] = &[
     "upgrade_confirm_secs",
     "facts",
     "imds_url",
+    "facts_interval_secs",
 ];
 
 /// A `[facts]` value: one string, or a list for a multi-valued attribute.
@@ -212,6 +216,7 @@ pub fn load(path: &Path) -> Loaded {
         upgrade_confirm: Duration::from_secs(raw.upgrade_confirm_secs.unwrap_or(120).max(1)),
         facts,
         imds_url: raw.imds_url.filter(|u| !u.trim().is_empty()),
+        facts_interval: Duration::from_secs(raw.facts_interval_secs.unwrap_or(60).max(1)),
     };
     Loaded { config: Ok(config), warnings }
 }

@@ -32,9 +32,6 @@ pub enum Order {
     Reload,
 }
 
-/// How often the agent looks whether its facts changed.
-const FACTS_EVERY: Duration = Duration::from_secs(60);
-
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Shared by every connection attempt.
@@ -162,7 +159,7 @@ impl Link {
         let mut ping = tokio::time::interval(config.heartbeat);
         ping.tick().await;
         let mut last_heard = Instant::now();
-        let mut facts_timer = tokio::time::interval(FACTS_EVERY);
+        let mut facts_timer = tokio::time::interval(config.facts_interval);
         facts_timer.tick().await;
         loop {
             // Send everything not yet sent (replay after reconnect, then new reports).
