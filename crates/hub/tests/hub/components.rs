@@ -152,3 +152,49 @@ async fn original_shapes_push_with_warnings_and_a_strict_app_refuses_them() {
     );
     hub.shutdown().await;
 }
+
+#[tokio::test]
+async fn components_facts_and_rendered_versions_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::config(dir.path());
+    let hub = opsagent_hub::serve(config.clone()).await.unwrap();
+    let secret = common::instance(&hub, "demo", "web-1").await;
+    api(&hub, "POST", "/apps/demo/instances/web-1", Some(json!({ "component": "web" }))).await;
+    let recipe = json!({ "component": { "web": { "state": [
+        { "id": "conf", "module": "linux.file", "parameter": { "path": "/tmp/opsagent-test-r", "content": "@{self.PrivateIpAddress}" } },
+    ]}}});
+    let (status, _) = api(&hub, "POST", "/apps/demo/recipes", Some(recipe)).await;
+    assert_eq!(status, 201);
+    let handshake = |nonce: &str, version: Option<u64>| {
+        let hmac = opsagent_proto::handshake_hmac(&secret, nonce, "demo", "web-1");
+        json!({
+            "code": "Handshake", "app_id": "demo", "instance_id": "web-1", "agent_version": "test",
+            "protocol_version": 2, "hmac": hmac, "recipe_version": version,
+            "facts": { "PrivateIpAddress": ["10.0.0.5"] },
+        })
+    };
+    let mut agent = Agent::connect(&hub).await;
+    let frame = handshake(&agent.nonce, None);
+    agent.send(frame).await;
+    assert_eq!(agent.recv().await["code"], "Welcome");
+    let sent = agent.recv().await;
+    assert_eq!(sent["state"][0]["parameter"]["content"], "10.0.0.5", "{sent}");
+    let version = sent["recipe_version"].as_u64().unwrap();
+    drop(agent);
+    hub.shutdown().await;
+
+    let hub = opsagent_hub::serve(config).await.unwrap();
+    let mut agent = Agent::connect(&hub).await;
+    let frame = handshake(&agent.nonce, Some(version));
+    agent.send(frame).await;
+    assert_eq!(agent.recv().await["code"], "Welcome");
+    // Same facts, same version: the hub sends no recipe (the next frame is the report's Ack).
+    let ack = agent.report(common::state_log(1, version, "conf", "linux.file", "changed")).await;
+    assert_eq!(ack["code"], "Ack", "{ack}");
+    let (_, list) = api(&hub, "GET", "/apps/demo/instances", None).await;
+    assert_eq!(list["instances"][0]["component"], "web", "{list}");
+    assert_eq!(list["instances"][0]["facts"]["PrivateIpAddress"], json!(["10.0.0.5"]), "{list}");
+    let (_, shown) = api(&hub, "GET", "/apps/demo/recipe?instance=web-1", None).await;
+    assert_eq!(shown["recipe_version"], version, "{shown}");
+    hub.shutdown().await;
+}
