@@ -55,16 +55,20 @@ pub fn router(shared: Arc<Shared>) -> Router<Arc<Shared>> {
 }
 
 async fn require_token(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
-    let token = request
-        .headers()
+    if has_token(&shared, request.headers()) {
+        next.run(request).await
+    } else {
+        ApiError::unauthorized().into_response()
+    }
+}
+
+/// Whether the request carries the operator token (`Authorization: Bearer …`).
+fn has_token(shared: &Shared, headers: &HeaderMap) -> bool {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match token {
-        Some(token) if shared.api_token.matches(token) => next.run(request).await,
-        _ => ApiError::unauthorized().into_response(),
-    }
+        .is_some_and(|token| shared.api_token.matches(token.trim()))
 }
 
 #[derive(Deserialize)]
@@ -145,7 +149,7 @@ async fn list_instances(State(shared): State<Arc<Shared>>, Path(app): Path<Strin
                 "component": i.component,
                 "created_at": i.created_at,
                 "connected": shared.registry.is_connected(&app, &i.id),
-                "facts": render::facts_json(&i.facts),
+                "facts": i.facts,
                 "attributes": render::attrs_of(&attrs, "instance", &i.id),
             })
         })
@@ -314,12 +318,7 @@ async fn reload(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> ApiResult {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let by_operator = token.is_some_and(|t| shared.api_token.matches(t));
+    let by_operator = has_token(&shared, &headers);
     let request: Reload = if by_operator {
         if body.is_empty() {
             Reload::default()
@@ -474,24 +473,21 @@ async fn release_wait(
 async fn status(State(shared): State<Arc<Shared>>, Path(app): Path<String>) -> ApiResult {
     require_app(&shared, &app).await?;
     let recipes = shared.recipes.app(&shared.store, &app).await?;
-    let progress = waits::Progress::load(&shared, &app).await?;
-    let released_all = shared.store.released_all(&app).await?;
+    let statuses = shared.store.state_statuses(&app).await?;
+    let listed = shared.store.list_instances(&app).await?;
+    let progress = waits::Progress::new(recipes.clone(), listed.clone(), &statuses);
+    let released = waits::released_now(shared.store.released_all(&app).await?, &recipes);
     let mut states_by_instance: HashMap<String, Vec<_>> = HashMap::new();
-    for row in shared.store.state_statuses(&app).await? {
+    for row in statuses {
         states_by_instance.entry(row.instance_id.clone()).or_default().push(row);
     }
     let mut instances = Vec::new();
-    for i in shared.store.list_instances(&app).await? {
+    for i in listed {
         let recipe = recipes.instances.get(&i.id);
         let order = |state_id: &str| recipe.and_then(|r| r.order.get(state_id).copied()).unwrap_or(usize::MAX);
         let waiting: Vec<Value> = recipe
             .map(|r| {
-                let released: std::collections::HashSet<String> = released_all
-                    .iter()
-                    .filter(|(inst, v, _)| *inst == i.id && *v == r.version)
-                    .map(|(_, _, s)| s.clone())
-                    .collect();
-                waits::waiting_for(&progress, r, &released)
+                waits::waiting_for(&progress, &i.id, r, &released)
                     .into_iter()
                     .map(|(state_id, message)| json!({ "state_id": state_id, "message": message }))
                     .collect()

@@ -21,7 +21,7 @@ use opsagent_recipe::node::{self, Node, Value as NodeValue};
 use crate::registry::Outgoing;
 use crate::render::{self, Member, Rendered, World};
 use crate::shared::Shared;
-use crate::store::{InstanceRecipeRow, Pushed, RecipeRow, Store};
+use crate::store::{without_version, InstanceRecipeRow, Pushed, RecipeRow, Store};
 use crate::waits::{self, parse_reference, WaitSpec};
 
 /// An app's recipe as pushed.
@@ -209,12 +209,6 @@ impl RecipeCache {
             *slot = recipe;
         }
         slot.clone()
-    }
-
-    fn forget_instance(&self, app: &str, instance: &str) {
-        if let Some(entry) = self.lock().get_mut(app) {
-            Arc::make_mut(entry).instances.remove(instance);
-        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<AppRecipes>>> {
@@ -483,11 +477,6 @@ pub async fn rerender(shared: &Shared, app: &str) -> anyhow::Result<usize> {
     Ok(sent)
 }
 
-/// Forgets a removed instance's recipe (the store keeps the rows for the history).
-pub fn forget(shared: &Shared, app: &str, instance: &str) {
-    shared.recipes.forget_instance(app, instance);
-}
-
 async fn render_locked(shared: &Shared, app: &str) -> anyhow::Result<usize> {
     let recipes = shared.recipes.app(&shared.store, app).await?;
     let Some(source) = recipes.source.clone() else {
@@ -499,15 +488,7 @@ async fn render_locked(shared: &Shared, app: &str) -> anyhow::Result<usize> {
         .members
         .iter()
         .map(|member| (member.id.clone(), render_for(&source, &world, member)))
-        .filter(|(id, body)| {
-            !recipes.instances.get(id).is_some_and(|current| {
-                let mut stored = current.body.clone();
-                if let Some(map) = stored.as_object_mut() {
-                    map.remove("recipe_version");
-                }
-                stored == *body
-            })
-        })
+        .filter(|(id, body)| !recipes.instances.get(id).is_some_and(|current| without_version(&current.body) == *body))
         .collect();
     if changed.is_empty() {
         return Ok(0);

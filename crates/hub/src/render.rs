@@ -397,14 +397,6 @@ pub fn held_state(state: &Value, reason: &str) -> Value {
     serde_json::json!({ "id": id, "module": "meta.hold", "parameter": { "reason": reason, "module": module } })
 }
 
-/// The facts of an instance as the API shows them.
-pub fn facts_json(facts: &Option<Facts>) -> Value {
-    match facts {
-        None => Value::Null,
-        Some(f) => Value::Object(f.iter().map(|(k, v)| (k.clone(), Value::from(v.clone()))).collect()),
-    }
-}
-
 /// An attribute list as `key → value` for one (scope, name).
 pub fn attrs_of(attrs: &[Attr], scope: &str, name: &str) -> BTreeMap<String, String> {
     attrs.iter().filter(|a| a.scope == scope && a.name == name).map(|a| (a.key.clone(), a.value.clone())).collect()

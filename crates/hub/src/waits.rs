@@ -15,7 +15,7 @@ use opsagent_proto::HubMessage;
 use crate::recipe::{AppRecipes, CurrentRecipe};
 use crate::registry::Outgoing;
 use crate::shared::Shared;
-use crate::store::InstanceRow;
+use crate::store::{InstanceRow, StateStatusRow};
 
 /// One `meta.wait` of a recipe and what it waits for: `(name, state)` pairs, `None` for a
 /// reference that cannot be read (such a wait is only released by hand).
@@ -61,17 +61,23 @@ impl Progress {
     pub async fn load(shared: &Shared, app: &str) -> anyhow::Result<Progress> {
         let recipes = shared.recipes.app(&shared.store, app).await?;
         let instances = shared.store.list_instances(app).await?;
+        Ok(Progress::new(recipes, instances, &shared.store.state_statuses(app).await?))
+    }
+
+    /// From what the caller read already: the app's recipes, instances and latest state reports.
+    pub fn new(
+        recipes: std::sync::Arc<AppRecipes>,
+        instances: Vec<InstanceRow>,
+        statuses: &[StateStatusRow],
+    ) -> Progress {
         let versions: HashMap<&str, u64> = recipes.instances.iter().map(|(i, r)| (i.as_str(), r.version)).collect();
-        let succeeded = shared
-            .store
-            .state_statuses(app)
-            .await?
-            .into_iter()
+        let succeeded = statuses
+            .iter()
             .filter(|s| s.status == "ok" || s.status == "changed")
             .filter(|s| versions.get(s.instance_id.as_str()) == Some(&s.recipe_version))
-            .map(|s| (s.instance_id, s.state_id))
+            .map(|s| (s.instance_id.clone(), s.state_id.clone()))
             .collect();
-        Ok(Progress { instances, recipes, succeeded })
+        Progress { instances, recipes, succeeded }
     }
 
     /// The first reference of `wait` not satisfied yet, `None` when all are.
@@ -135,11 +141,11 @@ pub async fn release_ready(shared: &Shared, app: &str) -> anyhow::Result<usize> 
         return Ok(0);
     }
     let progress = Progress::load(shared, app).await?;
-    let released = shared.store.released_all(app).await?;
+    let released = released_now(shared.store.released_all(app).await?, &recipes);
     let mut count = 0;
     for (instance, recipe) in &recipes.instances {
         for wait in recipe.waits.iter().filter(|w| w.automatic()) {
-            if released.contains(&(instance.clone(), recipe.version, wait.state_id.clone())) {
+            if released.contains(&(instance.clone(), wait.state_id.clone())) {
                 continue;
             }
             if progress.pending(wait).is_some() {
@@ -155,12 +161,18 @@ pub async fn release_ready(shared: &Shared, app: &str) -> anyhow::Result<usize> 
     Ok(count)
 }
 
-/// What the round of `instance` waits for at a `meta.wait`, in words ("waiting for db-1 state 3
-/// (`install-mysql`)"), or the reason a state is held; `None` when it waits for nothing.
-pub fn waiting_for(progress: &Progress, recipe: &CurrentRecipe, released: &HashSet<String>) -> Vec<(String, String)> {
+/// What an instance's recipe waits for, in recipe order: `(state id, words)` for each `meta.wait`
+/// not released yet ("waiting for db-1 state 3 (`install-mysql`)") and each held state (its reason).
+/// `released` holds the (instance, wait) pairs released in each instance's current version.
+pub fn waiting_for(
+    progress: &Progress,
+    instance: &str,
+    recipe: &CurrentRecipe,
+    released: &HashSet<(String, String)>,
+) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for wait in &recipe.waits {
-        if released.contains(&wait.state_id) {
+        if released.contains(&(instance.to_string(), wait.state_id.clone())) {
             continue;
         }
         if let Some(Pending(what)) = progress.pending(wait) {
@@ -172,6 +184,15 @@ pub fn waiting_for(progress: &Progress, recipe: &CurrentRecipe, released: &HashS
     }
     out.sort_by_key(|(id, _)| recipe.order.get(id).copied().unwrap_or(usize::MAX));
     out
+}
+
+/// Of every release of the app (`Store::released_all`), the (instance, wait) pairs of each
+/// instance's current recipe version.
+pub fn released_now(all: HashSet<(String, u64, String)>, recipes: &AppRecipes) -> HashSet<(String, String)> {
+    all.into_iter()
+        .filter(|(i, v, _)| recipes.instances.get(i).is_some_and(|r| r.version == *v))
+        .map(|(i, _, s)| (i, s))
+        .collect()
 }
 
 /// Releases a wait by hand (API, CLI, dashboard) on each of `instances` (with the version each

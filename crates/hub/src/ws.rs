@@ -273,7 +273,7 @@ async fn greet(
         }
     }
     // An agent of the original protocol reports no facts: it still counts as connected.
-    let facts = facts.map(bounded).unwrap_or_default();
+    let facts = facts.map(opsagent_proto::bounded_facts).unwrap_or_default();
     if shared.store.record_facts(app, instance, &facts).await? {
         tracing::info!(app_id = %app, instance_id = %instance, "new facts: rendering the app's recipes again");
         recipe::rerender(shared, app).await?;
@@ -289,19 +289,6 @@ async fn greet(
     }
     waits::release_ready(shared, app).await?;
     Ok(())
-}
-
-/// Facts within the protocol's limits (a peer cannot make the hub store without bound).
-fn bounded(facts: opsagent_proto::Facts) -> opsagent_proto::Facts {
-    facts
-        .into_iter()
-        .filter(|(name, _)| name.len() <= opsagent_proto::MAX_FACT_LEN)
-        .take(opsagent_proto::MAX_FACTS)
-        .map(|(name, values)| {
-            let values = values.into_iter().filter(|v| v.len() <= opsagent_proto::MAX_FACT_LEN).take(64).collect();
-            (name, values)
-        })
-        .collect()
 }
 
 /// Reads reports until the connection ends.
@@ -334,7 +321,7 @@ async fn read_reports(shared: &Shared, app: &str, instance: &str, peer: &Peer, s
             }
         };
         if let AgentMessage::Facts { facts } = message {
-            match shared.store.record_facts(app, instance, &bounded(facts)).await {
+            match shared.store.record_facts(app, instance, &opsagent_proto::bounded_facts(facts)).await {
                 Ok(true) => {
                     tracing::info!("the agent's facts changed: rendering the app's recipes again");
                     if let Err(e) = recipe::rerender(shared, app).await {
@@ -379,9 +366,8 @@ async fn read_reports(shared: &Shared, app: &str, instance: &str, peer: &Peer, s
             tracing::warn!("agent too slow to read its acks: disconnecting");
             return End::Quiet;
         }
-        if let Effect::State { state_id, status, .. } = &report.effect {
+        if let Effect::State { status, .. } = &report.effect {
             let succeeded = status == "ok" || status == "changed";
-            let _ = state_id;
             if succeeded && waits::may_release(shared, app) {
                 if let Err(e) = waits::release_ready(shared, app).await {
                     tracing::error!(error = %format!("{e:#}"), "cannot release waits");

@@ -219,9 +219,24 @@ const HUB_CODES: &[&str] =
 /// the primary one. Sorted by name, so that equal sets encode equally.
 pub type Facts = std::collections::BTreeMap<String, Vec<String>>;
 
-/// Most facts an agent may report, and the longest name and value the hub keeps.
+/// Most facts an agent may report, the most values of one, and the longest name and value kept.
 pub const MAX_FACTS: usize = 256;
+pub const MAX_FACT_VALUES: usize = 64;
 pub const MAX_FACT_LEN: usize = 1024;
+
+/// Facts within those limits: longer names and values are dropped, then the extra values and
+/// facts. The agent sends no more; the hub keeps no more from a peer that does.
+pub fn bounded_facts(facts: Facts) -> Facts {
+    facts
+        .into_iter()
+        .filter(|(name, _)| name.len() <= MAX_FACT_LEN)
+        .take(MAX_FACTS)
+        .map(|(name, values)| {
+            let values = values.into_iter().filter(|v| v.len() <= MAX_FACT_LEN).take(MAX_FACT_VALUES).collect();
+            (name, values)
+        })
+        .collect()
+}
 
 /// Decodes a frame an agent sent.
 pub fn decode_agent(text: &str) -> Result<AgentMessage, ProtoError> {

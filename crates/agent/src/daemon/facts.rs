@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use opsagent_proto::{Facts, MAX_FACTS, MAX_FACT_LEN};
+use opsagent_proto::Facts;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::config::Config;
@@ -51,16 +51,8 @@ pub async fn collect(config: &Config) -> Facts {
     for (name, values) in &config.facts {
         facts.insert(name.clone(), values.clone());
     }
-    bounded(facts)
-}
-
-/// Keeps within the protocol's limits (a misconfigured `[facts]` must not get the agent refused).
-fn bounded(mut facts: Facts) -> Facts {
-    facts.retain(|name, _| name.len() <= MAX_FACT_LEN);
-    for values in facts.values_mut() {
-        values.retain(|v| v.len() <= MAX_FACT_LEN);
-    }
-    facts.into_iter().take(MAX_FACTS).collect()
+    // Within the protocol's limits: a misconfigured `[facts]` must not get the agent refused.
+    opsagent_proto::bounded_facts(facts)
 }
 
 /// The interface of the default route with the lowest metric, from `/proc/net/route`.

@@ -28,14 +28,7 @@ pub(super) struct AppData {
 impl AppData {
     pub(super) async fn load(shared: &Shared, app: &str) -> anyhow::Result<AppData> {
         let recipes = shared.recipes.app(&shared.store, app).await?;
-        let released = shared
-            .store
-            .released_all(app)
-            .await?
-            .into_iter()
-            .filter(|(i, v, _)| recipes.instances.get(i).is_some_and(|r| r.version == *v))
-            .map(|(i, _, s)| (i, s))
-            .collect();
+        let released = crate::waits::released_now(shared.store.released_all(app).await?, &recipes);
         Ok(AppData {
             instances: shared.store.list_instances(app).await?,
             statuses: health::by_instance(shared.store.state_statuses(app).await?),

@@ -50,8 +50,7 @@ pub(super) async fn page(
     let waiting_for: Vec<(String, String)> = match &recipe {
         Some(r) => {
             let progress = waits::Progress::load(&shared, &app).await?;
-            let released: HashSet<String> = released.iter().map(|(_, s)| s.clone()).collect();
-            waits::waiting_for(&progress, r, &released)
+            waits::waiting_for(&progress, &id, r, &released)
         }
         None => Vec::new(),
     };

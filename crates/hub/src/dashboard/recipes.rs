@@ -205,12 +205,8 @@ fn version_select(name: &str, versions: &[RecipeVersionRow], selected: Option<u6
 }
 
 fn pretty(row: &RecipeVersionRow) -> String {
-    let mut body = row.body.clone();
-    if let Some(map) = body.as_object_mut() {
-        // The version differs between any two: it would be noise in every diff.
-        map.remove("recipe_version");
-    }
-    serde_json::to_string_pretty(&body).unwrap_or_default()
+    // The version differs between any two: it would be noise in every diff.
+    serde_json::to_string_pretty(&crate::store::without_version(&row.body)).unwrap_or_default()
 }
 
 fn diff(from: &RecipeVersionRow, to: &RecipeVersionRow) -> Markup {

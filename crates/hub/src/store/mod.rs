@@ -65,6 +65,16 @@ pub struct Target {
     pub allow_downgrade: bool,
 }
 
+/// A stored body without its `recipe_version`: what two versions are compared by (the version
+/// differs between any two).
+pub fn without_version(body: &Value) -> Value {
+    let mut body = body.clone();
+    if let Some(map) = body.as_object_mut() {
+        map.remove("recipe_version");
+    }
+    body
+}
+
 /// What one instance was sent: its rendered recipe (`body` is the wire form with its own
 /// `recipe_version`), made from the app's recipe `source_version`.
 #[derive(Debug, Clone)]

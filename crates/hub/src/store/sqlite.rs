@@ -18,8 +18,8 @@ use opsagent_proto::Facts;
 use crate::render::Attr;
 
 use super::{
-    AppRow, AppSettings, Effect, InstanceRecipeRow, InstanceRow, LogQuery, MessageRow, Pairs, Pushed, RecipeRow,
-    RecipeVersionRow, Report, StateStatusRow, Target, UpgradeRow, HISTORY_PER_INSTANCE,
+    without_version, AppRow, AppSettings, Effect, InstanceRecipeRow, InstanceRow, LogQuery, MessageRow, Pairs, Pushed,
+    RecipeRow, RecipeVersionRow, Report, StateStatusRow, Target, UpgradeRow, HISTORY_PER_INSTANCE,
 };
 
 /// The SQL expression for "now" (RFC 3339 UTC with milliseconds).
@@ -226,11 +226,8 @@ impl Sqlite {
             let mut next = source_version.max(1);
             if let Some(row) = current {
                 let version = to_u64(row.try_get("version")?);
-                let mut stored: Value = serde_json::from_str(row.try_get("body")?)?;
-                if let Some(map) = stored.as_object_mut() {
-                    map.remove("recipe_version");
-                }
-                if stored == *body {
+                let stored: Value = serde_json::from_str(row.try_get("body")?)?;
+                if without_version(&stored) == *body {
                     out.push(Pushed::Unchanged(version));
                     continue;
                 }
@@ -358,11 +355,8 @@ impl Sqlite {
         let mut next = 1;
         if let Some(row) = current {
             let version = to_u64(row.try_get("version")?);
-            let mut body: Value = serde_json::from_str(row.try_get("body")?)?;
-            if let Some(map) = body.as_object_mut() {
-                map.remove("recipe_version");
-            }
-            if body == *source {
+            let body: Value = serde_json::from_str(row.try_get("body")?)?;
+            if without_version(&body) == *source {
                 return Ok(Pushed::Unchanged(version));
             }
             next = version + 1;
